@@ -1,0 +1,129 @@
+"""Node configuration: one table of options that the CLI flags, the
+``BROKER_*`` environment variables and the README's table all come from.
+
+Precedence: a command-line flag wins over its environment variable, which
+wins over the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["OPTIONS", "Config", "Option", "from_env_and_args"]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a node needs to know. See :data:`OPTIONS` for the meaning."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    redis_url: str | None = None
+    node_id: str | None = None
+    namespace: str = "roomcast"
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    close_timeout: float = 5.0
+    max_message_size: int = 64 * 1024
+    max_rooms_per_session: int = 100
+    say_rate: float = 5000.0
+    say_burst: int = 10000
+    compression: bool = False
+    slow_consumer_high_water: int = 1 << 20
+    slow_consumer_grace: float = 5.0
+    slow_consumer_hard_limit: int = 8 << 20
+    log_level: str = "INFO"
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: its field, flag, environment variable, parser and help."""
+
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag, e.g. ``--redis-url``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        """The environment variable, e.g. ``BROKER_REDIS_URL``."""
+        return "BROKER_" + self.name.upper()
+
+    @property
+    def default(self) -> Any:
+        """The default value, from :class:`Config`."""
+        return next(f for f in dataclasses.fields(Config) if f.name == self.name).default
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", str, "address to listen on (0.0.0.0 for all interfaces)", "ADDR"),
+    Option("port", int, "TCP port for WebSocket (/ws) and HTTP (/healthz)", "PORT"),
+    Option(
+        "redis_url",
+        str,
+        "Redis URL (redis://host:6379/0) for a cluster of nodes; absent: in-memory, one node",
+        "URL",
+    ),
+    Option("node_id", str, "this node's id, as sent in welcome (default: generated)", "ID"),
+    Option("namespace", str, "prefix of every Redis channel name", "NAME"),
+    Option("ping_interval", float, "seconds between WebSocket pings (0: off)", "SECONDS"),
+    Option("ping_timeout", float, "seconds to wait for a pong before closing", "SECONDS"),
+    Option("close_timeout", float, "seconds to wait for a closing handshake", "SECONDS"),
+    Option("max_message_size", int, "largest frame accepted; larger closes with 1009", "BYTES"),
+    Option("max_rooms_per_session", int, "rooms one session may be in (0: unlimited)", "N"),
+    Option("say_rate", float, "says per second per session, sustained (0: unlimited)", "N"),
+    Option("say_burst", int, "says a session may send in a burst above the rate", "N"),
+    Option("compression", _bool, "offer permessage-deflate (costs CPU and memory per client)"),
+    Option(
+        "slow_consumer_high_water",
+        int,
+        "bytes buffered for a client above which it counts as slow",
+        "BYTES",
+    ),
+    Option("slow_consumer_grace", float, "seconds a client may stay slow before 1013", "SECONDS"),
+    Option(
+        "slow_consumer_hard_limit",
+        int,
+        "bytes buffered for a client at which it is closed with 1013 at once",
+        "BYTES",
+    ),
+    Option("log_level", str.upper, "DEBUG, INFO, WARNING or ERROR", "LEVEL"),
+)
+
+
+def from_env_and_args(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    """Build a :class:`Config` from parsed flags (``None`` = not given) and the environment.
+
+    Raises:
+        ValueError: an environment variable does not parse.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        given = args.get(option.name)
+        if given is not None:
+            values[option.name] = given
+        elif option.env in env:
+            try:
+                values[option.name] = option.parse(env[option.env])
+            except ValueError as exc:
+                raise ValueError(f"{option.env}: {exc}") from exc
+    return Config(**values)

@@ -1,0 +1,97 @@
+"""Encoding and decoding of wire frames.
+
+Decoders and the encoder are built once at import (msgspec's advice: building
+them per call costs more than the decode). :func:`decode_request` is the one
+place where a bad frame becomes ``bad_json``, ``bad_message`` or ``bad_room``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from protocol.errors import ErrorCode, ProtocolError
+from protocol.messages import (
+    ClientMessage,
+    Error,
+    Join,
+    Leave,
+    Ref,
+    Say,
+    ServerMessage,
+)
+from protocol.rules import is_valid_room
+
+__all__ = [
+    "decode_request",
+    "decode_server_message",
+    "encode",
+    "error_frame",
+]
+
+_encoder = msgspec.json.Encoder()
+_request_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
+_server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
+
+
+class _RefOnly(msgspec.Struct):
+    """Lenient view of a rejected request, to echo its ``ref`` if it has one."""
+
+    ref: Any = None
+
+
+_ref_decoder = msgspec.json.Decoder(_RefOnly)
+
+
+def encode(message: ServerMessage | ClientMessage) -> bytes:
+    """Encode one message as UTF-8 JSON bytes."""
+    return _encoder.encode(message)
+
+
+def decode_request(frame: bytes | str) -> ClientMessage | ProtocolError:
+    """Turn one text frame from a client into a typed request or a typed error.
+
+    Never raises for bad input: every failure comes back as a
+    :class:`ProtocolError` whose ``ref`` echoes the request's when it could
+    be read.
+    """
+    try:
+        request = _request_decoder.decode(frame)
+    except msgspec.ValidationError as exc:
+        return ProtocolError(ErrorCode.BAD_MESSAGE, str(exc), _salvage_ref(frame))
+    except msgspec.DecodeError as exc:
+        return ProtocolError(ErrorCode.BAD_JSON, str(exc))
+    if isinstance(request, Join | Leave | Say) and not is_valid_room(request.room):
+        return ProtocolError(
+            ErrorCode.BAD_ROOM,
+            f"bad room name {request.room[:140]!r}: 1-128 of A-Z a-z 0-9 _ . : @ -",
+            request.ref,
+        )
+    return request
+
+
+def decode_server_message(frame: bytes | str) -> ServerMessage:
+    """Decode one frame sent by a server.
+
+    Raises:
+        msgspec.DecodeError: the frame is not a valid server message.
+    """
+    return _server_decoder.decode(frame)
+
+
+def error_frame(error: ProtocolError) -> bytes:
+    """Encode ``error`` as the ``error`` reply the contract prescribes."""
+    return _encoder.encode(Error(ref=error.ref, code=error.code.value, message=error.message))
+
+
+def _salvage_ref(frame: bytes | str) -> Ref | None:
+    try:
+        ref = _ref_decoder.decode(frame).ref
+    except msgspec.DecodeError:
+        return None
+    if isinstance(ref, bool):
+        return None
+    if isinstance(ref, int) or (isinstance(ref, str) and len(ref) <= 64):
+        return ref
+    return None
