@@ -36,6 +36,10 @@ class Config:
     slow_consumer_high_water: int = 1 << 20
     slow_consumer_grace: float = 5.0
     slow_consumer_hard_limit: int = 8 << 20
+    max_connections: int = 20000
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    drain_seconds: float = 5.0
     log_level: str = "INFO"
 
 
@@ -104,6 +108,27 @@ OPTIONS: tuple[Option, ...] = (
         int,
         "bytes buffered for a client at which it is closed with 1013 at once",
         "BYTES",
+    ),
+    Option(
+        "max_connections",
+        int,
+        "connections this node accepts; more are refused with HTTP 503 (0: unlimited)",
+        "N",
+    ),
+    Option(
+        "handshake_timeout", float, "seconds a client may take to open its WebSocket", "SECONDS"
+    ),
+    Option(
+        "idle_timeout",
+        float,
+        "seconds a session may stay without joining any room before 1008 (0: never)",
+        "SECONDS",
+    ),
+    Option(
+        "drain_seconds",
+        float,
+        "on SIGTERM, seconds over which clients are closed with 1001, spread evenly",
+        "SECONDS",
     ),
     Option("log_level", str.upper, "DEBUG, INFO, WARNING or ERROR", "LEVEL"),
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from functools import partial
 
 from websockets.asyncio.server import ServerConnection
@@ -28,22 +29,23 @@ __all__ = ["ConnectionLimits", "serve_connection"]
 log = logging.getLogger("broker.connection")
 
 
+@dataclass(frozen=True, slots=True)
 class ConnectionLimits:
-    """Per-connection settings taken from the node's configuration."""
+    """Per-connection settings taken from the node's configuration.
 
-    __slots__ = ("max_rooms", "say_burst", "say_rate", "slow_consumer")
+    Attributes:
+        max_rooms: rooms a session may be in (0: unlimited).
+        say_rate: says per second, sustained (0: unlimited).
+        say_burst: says allowed in a burst.
+        slow_consumer: when a client that does not read is cut off.
+        idle_timeout: seconds a session may go without joining a room (0: never).
+    """
 
-    def __init__(
-        self,
-        max_rooms: int,
-        say_rate: float,
-        say_burst: int,
-        slow_consumer: SlowConsumerPolicy,
-    ) -> None:
-        self.max_rooms = max_rooms
-        self.say_rate = say_rate
-        self.say_burst = say_burst
-        self.slow_consumer = slow_consumer
+    max_rooms: int
+    say_rate: float
+    say_burst: int
+    slow_consumer: SlowConsumerPolicy
+    idle_timeout: float = 0.0
 
 
 async def serve_connection(node: Node, ws: ServerConnection, limits: ConnectionLimits) -> None:
@@ -51,20 +53,25 @@ async def serve_connection(node: Node, ws: ServerConnection, limits: ConnectionL
     session = Session(
         new_session_id(), limits.max_rooms, TokenBucket(limits.say_rate, limits.say_burst)
     )
-    handler = _ConnectionHandler(node, ws, session, limits.slow_consumer)
+    handler = _ConnectionHandler(node, ws, session, limits)
     await handler.run()
 
 
 class _ConnectionHandler:
     def __init__(
-        self, node: Node, ws: ServerConnection, session: Session, policy: SlowConsumerPolicy
+        self, node: Node, ws: ServerConnection, session: Session, limits: ConnectionLimits
     ) -> None:
         self.node = node
         self.ws = ws
         self.session = session
         self.peer = _peer(ws)
-        self.outbox = self._make_outbox(policy)
+        self.outbox = self._make_outbox(limits.slow_consumer)
         self._closing: asyncio.Task[None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        if limits.idle_timeout > 0:
+            self._idle_timer = asyncio.get_running_loop().call_later(
+                limits.idle_timeout, self._idle_timeout
+            )
 
     def _make_outbox(self, policy: SlowConsumerPolicy) -> Outbox:
         ws = self.ws
@@ -91,6 +98,7 @@ class _ConnectionHandler:
         sid = self.session.id
         log.info("connect session=%s peer=%s", sid, self.peer)
         self.node.sessions += 1
+        self.node.connections_total += 1
         self.outbox.send_payload(encode(Welcome(session=sid, node=self.node.id)))
         try:
             async for frame in self.ws:
@@ -120,6 +128,8 @@ class _ConnectionHandler:
         # For whatever reason the connection ended, the session leaves every
         # room and the other members are told (PROTOCOL.md, "Semantics").
         self.outbox.close()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         for room in tuple(self.session.rooms):
             self.node.leave(room, self.session.id)
         self.session.rooms.clear()
@@ -140,6 +150,7 @@ class _ConnectionHandler:
                 case ProtocolError():
                     self._reply_error(plan)
                 case Publish(room=room, payload=payload, ref=ref):
+                    self.node.says += 1
                     accepted = self.node.publish(room, self.session.id, payload)
                     accepted.add_done_callback(partial(self._published, ref))
                 case JoinRoom(room=room, ref=ref):
@@ -160,6 +171,9 @@ class _ConnectionHandler:
             self._reply_error(ProtocolError(ErrorCode.UNAVAILABLE, "backend unavailable", ref))
             return
         self.session.joined(room)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         self._reply_ok(ref)
 
     def _published(self, ref: Ref | None, accepted: asyncio.Future[None]) -> None:
@@ -176,6 +190,7 @@ class _ConnectionHandler:
             self.outbox.send_payload(reply.payload)
 
     def _reply_error(self, error: ProtocolError) -> None:
+        self.node.errors[error.code.value] += 1
         log.info("error session=%s code=%s message=%s", self.session.id, error.code, error.message)
         self.outbox.send_payload(error_frame(error))
 
@@ -187,10 +202,17 @@ class _ConnectionHandler:
             buffered,
         )
         self.node.slow_consumers += 1
+        self._close_soon(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+
+    def _idle_timeout(self) -> None:
+        self._idle_timer = None
+        log.info("idle session=%s peer=%s: no room joined; closing", self.session.id, self.peer)
+        self._close_soon(CloseCode.POLICY_VIOLATION, "idle: no room joined")
+
+    def _close_soon(self, code: int, reason: str) -> None:
         if self._closing is None:
-            self._closing = asyncio.get_running_loop().create_task(
-                self.ws.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
-            )
+            self.outbox.flush()
+            self._closing = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         self.outbox.flush()

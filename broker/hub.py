@@ -11,8 +11,6 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from broker.frames import text_frame
 from broker.outbox import Outbox
 
@@ -22,12 +20,13 @@ __all__ = ["Hub"]
 class Hub:
     """Rooms of one node and the outboxes of their local members."""
 
-    __slots__ = ("_rooms", "deliveries", "fanouts")
+    __slots__ = ("_rooms", "bytes_out", "deliveries", "fanouts")
 
     def __init__(self) -> None:
         self._rooms: dict[str, dict[str, Outbox]] = {}
         self.deliveries = 0
         self.fanouts = 0
+        self.bytes_out = 0
 
     def add(self, room: str, session: str, outbox: Outbox) -> bool:
         """Make ``session`` a local member of ``room``.
@@ -58,11 +57,11 @@ class Hub:
         """Whether ``room`` has at least one local member."""
         return room in self._rooms
 
-    def members(self, room: str) -> Iterable[str]:
+    def members(self, room: str) -> tuple[str, ...]:
         """Session ids of the local members of ``room``."""
         return tuple(self._rooms.get(room, ()))
 
-    def rooms(self) -> Iterable[str]:
+    def rooms(self) -> tuple[str, ...]:
         """Rooms with at least one local member."""
         return tuple(self._rooms)
 
@@ -84,13 +83,19 @@ class Hub:
                 count += 1
         self.fanouts += 1
         self.deliveries += count
+        self.bytes_out += count * len(frame)
         return count
+
+    def memberships(self) -> int:
+        """Number of (room, local member) pairs."""
+        return sum(len(members) for members in self._rooms.values())
 
     def stats(self) -> dict[str, int]:
         """Cheap counters for metrics and tests."""
         return {
             "rooms": len(self._rooms),
-            "memberships": sum(len(m) for m in self._rooms.values()),
+            "memberships": self.memberships(),
+            "bytes_out": self.bytes_out,
             "fanouts": self.fanouts,
             "deliveries": self.deliveries,
         }

@@ -1,22 +1,32 @@
-"""A node: the hub, the backend and the subscriptions wired together, and the
-operations a connection asks of them.
+"""A node: the hub, the backend and the subscriptions wired together, the
+operations a connection asks of them, and the node's counters.
 
 Delivery rule (PROTOCOL.md, "Semantics": every other member receives a
 message exactly once): a payload published by this node goes to the other
 nodes through the backend, and to this node's own members when the backend
 has accepted it, so a publish the backend refused reached nobody.
+
+Membership announcements (``joined``/``left``) that the backend refused
+during an outage are kept and published again once it is back, so members on
+other nodes are not left believing in a ghost. A ``left`` that cancels a
+still-unsent ``joined`` of the same session and room removes both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+import time
+from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from broker.backends.base import Backend, Delivery
 from broker.hub import Hub
+from broker.metrics import LatencyHistogram
 from broker.outbox import FlushScheduler, Outbox
 from broker.subscriptions import RoomSubscriptions
 from protocol import Joined, Left, encode
@@ -24,6 +34,9 @@ from protocol import Joined, Left, encode
 __all__ = ["Node", "new_node_id", "new_session_id"]
 
 log = logging.getLogger("broker.node")
+
+HOUSEKEEPING_INTERVAL = 0.5
+MAX_UNANNOUNCED = 100_000
 
 
 def new_node_id() -> str:
@@ -50,10 +63,19 @@ class Node:
         self.hub = Hub()
         self._subscriptions = RoomSubscriptions(backend)
         self._scheduler: FlushScheduler | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        # (room, session) -> (is_join, payload), in the order they happened.
+        self._unannounced: dict[tuple[str, str], tuple[bool, bytes]] = {}
         self.draining = False
         self.sessions = 0
+        self.connections_total = 0
+        self.connections_refused = 0
+        self.says = 0
         self.publish_failures = 0
         self.slow_consumers = 0
+        self.errors: Counter[str] = Counter()
+        self.latency = LatencyHistogram()
+        self.loop_lag = 0.0
 
     @property
     def scheduler(self) -> FlushScheduler:
@@ -62,16 +84,22 @@ class Node:
         return self._scheduler
 
     async def start(self) -> None:
-        """Connect the backend.
+        """Connect the backend and start housekeeping.
 
         Raises:
             BackendUnavailable: the backend cannot be reached.
         """
-        self._scheduler = FlushScheduler(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self._scheduler = FlushScheduler(loop)
         await self.backend.start(self._deliver)
+        self._housekeeping = loop.create_task(self._housekeep(), name="node-housekeeping")
 
     async def close(self) -> None:
-        """Disconnect the backend."""
+        """Stop housekeeping and disconnect the backend."""
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
         await self.backend.close()
 
     def healthy(self) -> bool:
@@ -87,8 +115,11 @@ class Node:
             The backend's acceptance; this node's members get the payload
             when it resolves without error.
         """
-        accepted = self.backend.publish(room, exclude, payload)
-        accepted.add_done_callback(lambda done: self._accepted(done, room, exclude, payload))
+        published_at = time.time()
+        accepted = self.backend.publish(room, exclude, payload, published_at)
+        accepted.add_done_callback(
+            lambda done: self._accepted(done, room, exclude, payload, published_at)
+        )
         return accepted
 
     async def join(self, room: str, session: str, outbox: Outbox) -> None:
@@ -99,14 +130,14 @@ class Node:
         """
         await self._subscriptions.acquire(room)
         if self.hub.add(room, session, outbox):
-            self.publish(room, session, encode(Joined(room=room, session=session)))
+            self._announce(room, session, True, encode(Joined(room=room, session=session)))
         else:
             self._subscriptions.release(room)
 
     def leave(self, room: str, session: str) -> None:
         """Remove ``session`` from ``room`` and tell the other members."""
         if self.hub.remove(room, session):
-            self.publish(room, session, encode(Left(room=room, session=session)))
+            self._announce(room, session, False, encode(Left(room=room, session=session)))
             self._subscriptions.release(room)
 
     def flush(self) -> None:
@@ -114,30 +145,80 @@ class Node:
         self.scheduler.flush_now()
 
     def stats(self) -> dict[str, Any]:
-        """Counters for metrics and tests."""
+        """Counters for tests and debugging."""
         return {
             "node": self.id,
             "sessions": self.sessions,
             "draining": self.draining,
+            "says": self.says,
             "publish_failures": self.publish_failures,
             "slow_consumers": self.slow_consumers,
+            "unannounced": len(self._unannounced),
+            "errors": dict(self.errors),
             "hub": self.hub.stats(),
             "backend": self.backend.stats(),
         }
 
+    # --- announcements -------------------------------------------------------
+
+    def _announce(self, room: str, session: str, is_join: bool, payload: bytes) -> None:
+        key = (room, session)
+        if key in self._unannounced:
+            # Still waiting to tell the cluster about the opposite change:
+            # both cancel out, and nobody elsewhere needs to hear of either.
+            del self._unannounced[key]
+            return
+        accepted = self.publish(room, session, payload)
+        accepted.add_done_callback(partial(self._announced, key, is_join, payload))
+
+    def _announced(
+        self, key: tuple[str, str], is_join: bool, payload: bytes, done: asyncio.Future[None]
+    ) -> None:
+        if done.cancelled() or done.exception() is None:
+            return
+        if len(self._unannounced) >= MAX_UNANNOUNCED:
+            oldest = next(iter(self._unannounced))
+            del self._unannounced[oldest]
+            log.warning("too many unannounced membership changes; dropped %s", oldest)
+        self._unannounced[key] = (is_join, payload)
+
+    def _retry_announcements(self) -> None:
+        pending, self._unannounced = self._unannounced, {}
+        if pending:
+            log.info("re-announcing %d membership changes after a backend outage", len(pending))
+        for (room, session), (is_join, payload) in pending.items():
+            accepted = self.publish(room, session, payload)
+            accepted.add_done_callback(partial(self._announced, (room, session), is_join, payload))
+
+    async def _housekeep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            self.loop_lag = max(0.0, loop.time() - started - HOUSEKEEPING_INTERVAL)
+            if self._unannounced and self.backend.healthy():
+                self._retry_announcements()
+
     # --- delivery ------------------------------------------------------------
 
     def _accepted(
-        self, done: asyncio.Future[None], room: str, exclude: str, payload: bytes
+        self,
+        done: asyncio.Future[None],
+        room: str,
+        exclude: str,
+        payload: bytes,
+        published_at: float,
     ) -> None:
         if done.cancelled():
             return
         if done.exception() is not None:
             self.publish_failures += 1
             return
-        self.hub.fanout(room, exclude, payload)
+        if self.hub.fanout(room, exclude, payload):
+            self.latency.observe(time.time() - published_at)
 
     def _deliver(self, batch: Sequence[Delivery]) -> None:
-        fanout = self.hub.fanout
-        for room, exclude, payload in batch:
-            fanout(room, exclude, payload)
+        fanout, observe, now = self.hub.fanout, self.latency.observe, time.time()
+        for room, exclude, payload, published_at in batch:
+            if fanout(room, exclude, payload):
+                observe(now - published_at)

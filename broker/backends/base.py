@@ -21,6 +21,8 @@ class Delivery(NamedTuple):
     """Session that must not receive it (the sender, or the one who joined/left)."""
     payload: bytes
     """A complete server-to-client JSON message, encoded once by its origin."""
+    published_at: float = 0.0
+    """Wall-clock time (``time.time()``) when the origin accepted it, for latency metrics."""
 
 
 DeliverBatch = Callable[[Sequence[Delivery]], None]
@@ -61,7 +63,9 @@ class Backend(Protocol):
     def unsubscribe(self, room: str) -> None:
         """Stop receiving ``room`` (ordered after earlier calls; never blocks)."""
 
-    def publish(self, room: str, exclude: str, payload: bytes) -> asyncio.Future[None]:
+    def publish(
+        self, room: str, exclude: str, payload: bytes, published_at: float = 0.0
+    ) -> asyncio.Future[None]:
         """Send ``payload`` to the other nodes subscribed to ``room``.
 
         Returns:

@@ -56,10 +56,12 @@ class MemoryBackend:
             if not peers:
                 del self._bus.subscribers[room]
 
-    def publish(self, room: str, exclude: str, payload: bytes) -> asyncio.Future[None]:
+    def publish(
+        self, room: str, exclude: str, payload: bytes, published_at: float = 0.0
+    ) -> asyncio.Future[None]:
         """Hand ``payload`` to the other subscribed nodes on the next loop turn."""
         loop = asyncio.get_running_loop()
-        delivery = Delivery(room, exclude, payload)
+        delivery = Delivery(room, exclude, payload, published_at)
         for peer in self._bus.subscribers.get(room, ()):
             if peer is not self:
                 loop.call_soon(peer._receive, delivery)

@@ -2,8 +2,8 @@
 
 One Redis channel per room, ``{namespace}:room:{room}``, subscribed while this
 node has a local member of the room. A payload crosses Redis as
-``{node}\\n{exclude}\\n{json}``: the JSON was encoded once by the node where it
-was said, and receiving nodes forward it without decoding it.
+``{node}\\n{exclude}\\n{published_at}\\n{json}``: the JSON was encoded once by
+the node where it was said, and receiving nodes forward it without decoding it.
 
 Connections: one subscriber connection (a :class:`redis.asyncio.client.PubSub`
 that this module owns, reads in batches and rebuilds after any failure) and
@@ -281,10 +281,10 @@ class RedisBackend:
             if channel == self._node_channel:
                 self._canary_back(message["data"])
                 return
-            node, exclude, payload = message["data"].split(b"\n", 2)
+            node, exclude, published_at, payload = message["data"].split(b"\n", 3)
             if node != self._node:
                 room = channel[len(self._room_prefix) :].decode()
-                batch.append(Delivery(room, exclude.decode(), payload))
+                batch.append(Delivery(room, exclude.decode(), payload, float(published_at)))
         elif kind == "subscribe":
             waiting = self._pending_subs.get(channel)
             if waiting:
@@ -296,10 +296,12 @@ class RedisBackend:
 
     # --- publishing ----------------------------------------------------------
 
-    def publish(self, room: str, exclude: str, payload: bytes) -> asyncio.Future[None]:
+    def publish(
+        self, room: str, exclude: str, payload: bytes, published_at: float = 0.0
+    ) -> asyncio.Future[None]:
         """Queue a publish; the returned future resolves when Redis accepted it."""
         accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        data = b"\n".join((self._node, exclude.encode(), payload))
+        data = b"\n".join((self._node, exclude.encode(), repr(published_at).encode(), payload))
         self._pub_queue.append((self._room_prefix + room.encode(), data, accepted))
         self._pub_wakeup.set()
         return accepted
