@@ -40,7 +40,18 @@ class Config:
     handshake_timeout: float = 10.0
     idle_timeout: float = 60.0
     drain_seconds: float = 5.0
+    workers: int = 1
+    reuse_port: bool = False
     log_level: str = "INFO"
+
+
+def _workers(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    count = int(text)
+    if count < 1:
+        raise ValueError(f"workers must be at least 1 or 'auto', not {text!r}")
+    return count
 
 
 def _bool(text: str) -> bool:
@@ -130,6 +141,14 @@ OPTIONS: tuple[Option, ...] = (
         "on SIGTERM, seconds over which clients are closed with 1001, spread evenly",
         "SECONDS",
     ),
+    Option(
+        "workers",
+        _workers,
+        "processes serving one port with SO_REUSEPORT, each a node on the Redis "
+        "('auto': one per core; more than 1 needs --redis-url)",
+        "N",
+    ),
+    Option("reuse_port", _bool, "bind with SO_REUSEPORT so several nodes can share the port"),
     Option("log_level", str.upper, "DEBUG, INFO, WARNING or ERROR", "LEVEL"),
 )
 

@@ -142,6 +142,7 @@ async def running_node(config: Config) -> AsyncIterator[tuple[Node, Server]]:
             close_timeout=config.close_timeout,
             open_timeout=config.handshake_timeout,
             server_header=None,
+            reuse_port=config.reuse_port,
         )
     except BaseException:
         await node.close()

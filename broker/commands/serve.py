@@ -57,4 +57,15 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"broker serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level)
+    if config.workers > 1:
+        if config.redis_url is None:
+            print(
+                "broker serve: --workers > 1 needs --redis-url: the in-memory backend "
+                "cannot span processes, so workers would not see each other's rooms",
+                file=sys.stderr,
+            )
+            return 2
+        from broker.workers import supervise
+
+        return run_async(supervise(config))
     return run_async(run(config))
