@@ -60,7 +60,8 @@ def decode_request(frame: bytes | str) -> ClientMessage | ProtocolError:
         request = _request_decoder.decode(frame)
     except msgspec.ValidationError as exc:
         return ProtocolError(ErrorCode.BAD_MESSAGE, str(exc), _salvage_ref(frame))
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec reports invalid UTF-8 inside a string as UnicodeDecodeError.
         return ProtocolError(ErrorCode.BAD_JSON, str(exc))
     if isinstance(request, Join | Leave | Say) and not is_valid_room(request.room):
         return ProtocolError(
