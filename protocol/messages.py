@@ -9,6 +9,10 @@ Invariants:
     * ``Error.ref`` and ``Pong.ref`` are always written, as ``null`` when absent.
     * ``Say.body`` and ``Message.body`` are :class:`msgspec.Raw`: the broker
       carries a body as the bytes it arrived as and never decodes it.
+    * ``user`` (docs/PROTOCOL-ADDITIONS.md) is :data:`msgspec.UNSET` for an
+      anonymous session and is then not written at all, so anonymous frames
+      stay byte-identical to protocol v1 as first published. ``UNSET`` rather
+      than ``omit_defaults``: that would also drop ``Welcome.protocol``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ __all__ = [
     "Ping",
     "Pong",
     "Ref",
+    "Refresh",
     "Say",
     "ServerMessage",
     "Welcome",
@@ -41,6 +46,11 @@ Ref = int | Annotated[str, msgspec.Meta(max_length=64)]
 """A client-chosen request id: an integer or a string of at most 64 characters."""
 
 _RoomField = Annotated[str, msgspec.Meta(description="Room name: 1-128 of A-Z a-z 0-9 _ . : @ -")]
+
+_UserField = Annotated[
+    str | msgspec.UnsetType,
+    msgspec.Meta(description="The authenticated user (the token's sub); absent when anonymous"),
+]
 
 
 class _Base(msgspec.Struct, tag_field="type"):
@@ -78,7 +88,14 @@ class Ping(_Base, tag="ping"):
     ref: Ref | None = None
 
 
-ClientMessage = Join | Leave | Say | Ping
+class Refresh(_Base, tag="refresh"):
+    """Replace the connection's token before it expires (docs/PROTOCOL-ADDITIONS.md)."""
+
+    token: str
+    ref: Ref | None = None
+
+
+ClientMessage = Join | Leave | Say | Ping | Refresh
 """Any request a client may send."""
 
 
@@ -91,6 +108,7 @@ class Welcome(_Base, tag="welcome"):
     session: str
     node: str
     protocol: int = PROTOCOL_VERSION
+    user: _UserField = msgspec.UNSET
 
 
 class Ok(_Base, tag="ok"):
@@ -119,6 +137,7 @@ class Message(_Base, tag="message"):
     room: str
     from_: str = msgspec.field(name="from")
     body: msgspec.Raw
+    user: _UserField = msgspec.UNSET
 
 
 class Joined(_Base, tag="joined"):
@@ -126,6 +145,7 @@ class Joined(_Base, tag="joined"):
 
     room: str
     session: str
+    user: _UserField = msgspec.UNSET
 
 
 class Left(_Base, tag="left"):
@@ -133,6 +153,7 @@ class Left(_Base, tag="left"):
 
     room: str
     session: str
+    user: _UserField = msgspec.UNSET
 
 
 ServerMessage = Welcome | Ok | Error | Pong | Message | Joined | Left
