@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+import msgspec
+
 from broker.backends.base import Backend, Delivery
 from broker.hub import Hub
 from broker.metrics import LatencyHistogram
@@ -122,22 +124,26 @@ class Node:
         )
         return accepted
 
-    async def join(self, room: str, session: str, outbox: Outbox) -> None:
-        """Make ``session`` a member of ``room`` and tell the other members.
+    async def join(self, room: str, session: str, outbox: Outbox, user: str | None = None) -> None:
+        """Make ``session`` (of ``user``, if authenticated) a member of ``room``
+        and tell the other members.
 
         Raises:
             BackendUnavailable: the node could not subscribe to the room.
         """
         await self._subscriptions.acquire(room)
         if self.hub.add(room, session, outbox):
-            self._announce(room, session, True, encode(Joined(room=room, session=session)))
+            joined = Joined(room=room, session=session, user=_user(user))
+            self._announce(room, session, True, encode(joined))
         else:
             self._subscriptions.release(room)
 
-    def leave(self, room: str, session: str) -> None:
-        """Remove ``session`` from ``room`` and tell the other members."""
+    def leave(self, room: str, session: str, user: str | None = None) -> None:
+        """Remove ``session`` (of ``user``, if authenticated) from ``room`` and
+        tell the other members."""
         if self.hub.remove(room, session):
-            self._announce(room, session, False, encode(Left(room=room, session=session)))
+            left = Left(room=room, session=session, user=_user(user))
+            self._announce(room, session, False, encode(left))
             self._subscriptions.release(room)
 
     def flush(self) -> None:
@@ -222,3 +228,8 @@ class Node:
         for room, exclude, payload, published_at in batch:
             if fanout(room, exclude, payload):
                 observe(now - published_at)
+
+
+def _user(user: str | None) -> str | msgspec.UnsetType:
+    # An anonymous session's joined/left carry no `user` field at all.
+    return msgspec.UNSET if user is None else user

@@ -4,12 +4,16 @@ A :class:`Session` takes a decoded request and says what should happen: an
 immediate reply, or an action (join, leave, publish) for the connection to
 carry out through the node. It owns the contract's per-session rules
 (PROTOCOL.md, "Semantics"): membership checks, the room limit, and the say
-rate.
+rate; and, when the node requires tokens, the room rights and ``refresh``
+(docs/PROTOCOL-ADDITIONS.md).
 
 Invariants:
     * ``rooms`` holds exactly the rooms whose join succeeded and that were not
       left since; the connection records a join with :meth:`joined` only
       after the node confirmed it.
+    * ``identity`` is ``None`` exactly for an anonymous session; otherwise it
+      grants ``join`` in every room of ``rooms`` (a refresh that would not is
+      refused).
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import assert_never
 
+import msgspec
+
+from broker.auth import Authenticator, Identity, TokenError
 from protocol import (
     ClientMessage,
     ErrorCode,
@@ -30,11 +37,22 @@ from protocol import (
     Pong,
     ProtocolError,
     Ref,
+    Refresh,
     Say,
     encode,
 )
 
-__all__ = ["JoinRoom", "LeaveRoom", "Plan", "Publish", "Reply", "Session", "TokenBucket", "ok"]
+__all__ = [
+    "JoinRoom",
+    "LeaveRoom",
+    "Plan",
+    "Publish",
+    "Reauthorized",
+    "Reply",
+    "Session",
+    "TokenBucket",
+    "ok",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +87,15 @@ class Publish:
     ref: Ref | None
 
 
-Plan = Reply | ProtocolError | JoinRoom | LeaveRoom | Publish | None
+@dataclass(frozen=True, slots=True)
+class Reauthorized:
+    """A ``refresh`` succeeded: the connection now ends at ``expires_at``; answer ``ref``."""
+
+    expires_at: float
+    ref: Ref | None
+
+
+Plan = Reply | ProtocolError | JoinRoom | LeaveRoom | Publish | Reauthorized | None
 """What a request asks for: a reply, an error reply, an action, or ``None``
 (nothing to send)."""
 
@@ -114,25 +140,49 @@ class Session:
         session_id: this session's id, as sent in ``welcome``.
         max_rooms: how many rooms it may be in at once (0: unlimited).
         say_limit: the say-rate limiter.
+        identity: the verified token of the handshake; ``None``: anonymous.
+        authenticator: verifies the tokens of ``refresh`` (``None``: anonymous mode).
     """
 
-    def __init__(self, session_id: str, max_rooms: int, say_limit: TokenBucket) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        max_rooms: int,
+        say_limit: TokenBucket,
+        identity: Identity | None = None,
+        authenticator: Authenticator | None = None,
+    ) -> None:
         self.id = session_id
         self.rooms: set[str] = set()
+        self.identity = identity
         self._max_rooms = max_rooms
         self._say_limit = say_limit
+        self._authenticator = authenticator
+
+    @property
+    def user(self) -> str | None:
+        """The authenticated user (the token's ``sub``), ``None`` when anonymous."""
+        return None if self.identity is None else self.identity.user
 
     def plan(self, request: ClientMessage) -> Plan:
         """Decide what ``request`` asks for (no side effects but the rate counter)."""
         match request:
             case Say(room=room, body=body, ref=ref):
+                identity = self.identity
+                if identity is not None and not identity.allows(room, "say"):
+                    return _forbidden("say", room, ref)
                 if room not in self.rooms:
                     return _not_member(room, ref)
                 if not self._say_limit.take():
                     return _error(ErrorCode.RATE_LIMITED, "say rate limit exceeded", ref)
-                payload = encode(Message(room=room, from_=self.id, body=body))
+                # Encoded once, with the sender's user, on the origin node: the
+                # same bytes cross Redis and reach every member.
+                user = msgspec.UNSET if identity is None else identity.user
+                payload = encode(Message(room=room, from_=self.id, body=body, user=user))
                 return Publish(room, payload, ref)
             case Join(room=room, ref=ref):
+                if self.identity is not None and not self.identity.allows(room, "join"):
+                    return _forbidden("join", room, ref)
                 if room in self.rooms:
                     return ok(ref)  # a no-op that succeeds, with no second `joined`
                 if self._max_rooms and len(self.rooms) >= self._max_rooms:
@@ -146,8 +196,29 @@ class Session:
                 return LeaveRoom(room, ref)
             case Ping(ref=ref):
                 return Reply(encode(Pong(ref=ref)))
+            case Refresh(token=token, ref=ref):
+                return self._refresh(token, ref)
             case _:
                 assert_never(request)
+
+    def _refresh(self, token: str, ref: Ref | None) -> Plan:
+        # docs/PROTOCOL-ADDITIONS.md, "refresh": same user, and the new grants
+        # must still cover every room the session is in; else nothing changes.
+        current = self.identity
+        if self._authenticator is None or current is None:
+            return _error(ErrorCode.UNAUTHORIZED, "this server does not use tokens", ref)
+        try:
+            identity = self._authenticator.verify(token)
+        except TokenError as exc:
+            return _error(ErrorCode.UNAUTHORIZED, exc.reason, ref)
+        if identity.user != current.user:
+            return _error(ErrorCode.UNAUTHORIZED, "the new token is for another user", ref)
+        lost = sorted(room for room in self.rooms if not identity.allows(room, "join"))
+        if lost:
+            message = f"the new token does not allow room {lost[0]!r}; leave it first"
+            return _error(ErrorCode.FORBIDDEN, message, ref)
+        self.identity = identity
+        return Reauthorized(identity.expires_at, ref)
 
     def joined(self, room: str) -> None:
         """Record that the node confirmed the join of ``room``."""
@@ -161,6 +232,10 @@ def ok(ref: Ref | None) -> Reply | None:
 
 def _error(code: ErrorCode, message: str, ref: Ref | None) -> ProtocolError:
     return ProtocolError(code, message, ref)
+
+
+def _forbidden(right: str, room: str, ref: Ref | None) -> ProtocolError:
+    return _error(ErrorCode.FORBIDDEN, f"the token does not allow {right} in room {room!r}", ref)
 
 
 def _not_member(room: str, ref: Ref | None) -> ProtocolError:
