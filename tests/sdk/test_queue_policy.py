@@ -1,0 +1,50 @@
+"""The inbound queue policy against a real node: when the application does
+not read, the oldest events are dropped, counted and warned about, and the
+newest are kept. Memory node only: there the receiver's messages are queued
+before the sender's ``ok``, so a ``ping`` by the receiver proves they arrived."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from broker.client import Message, decode_body
+from tests.conftest import BrokerFactory
+from tests.sdk.conftest import SdkFactory
+
+
+async def test_unread_events_beyond_the_bound_drop_the_oldest(
+    broker: BrokerFactory, sdk: SdkFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = broker()
+    receiver = await sdk(node.url, max_queue=5)
+    sender = await sdk(node.url)
+    await sender.join("flood")
+    await receiver.join("flood")
+
+    with caplog.at_level(logging.WARNING, logger="broker.client"):
+        for i in range(20):
+            await sender.say("flood", i)
+        await receiver.ping()  # its pong comes after every message above
+
+    assert receiver.dropped == 15
+    kept = [await asyncio.wait_for(receiver.receive(), 5) for _ in range(5)]
+    assert [decode_body(e) for e in kept if isinstance(e, Message)] == [15, 16, 17, 18, 19]
+    assert receiver.stats()["queued"] == 0
+    assert [r.getMessage() for r in caplog.records if "dropping the oldest" in r.getMessage()]
+
+
+async def test_replies_are_not_held_up_by_an_unread_queue(
+    broker: BrokerFactory, sdk: SdkFactory
+) -> None:
+    node = broker()
+    receiver = await sdk(node.url, max_queue=2)
+    sender = await sdk(node.url)
+    await sender.join("flood")
+    await receiver.join("flood")
+    for i in range(50):
+        await sender.say("flood", i)
+
+    await asyncio.wait_for(receiver.say("flood", "still answered"), 5)
