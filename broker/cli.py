@@ -10,7 +10,7 @@ __all__ = ["build_parser", "main"]
 
 # Imported lazily by name so that `broker serve` does not load client or
 # benchmark code.
-_COMMANDS = ("broker.commands.serve", "broker.commands.clients")
+_COMMANDS = ("broker.commands.serve", "broker.commands.clients", "broker.commands.bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

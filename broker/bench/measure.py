@@ -1,0 +1,125 @@
+"""From worker reports and /proc readings to the numbers a run reports (no I/O).
+
+Definitions (the README's "Benchmarks" section says the same):
+    * The measured window runs from the first say to the last delivery.
+    * deliveries/s = distinct deliveries / window.
+    * The offered rate is held when the publishers said at least 95 % of the
+      offered says/s and deliveries/s over the window reached 95 % of the
+      offered deliveries/s (a broker that falls behind stretches the window).
+    * server CPU µs per delivery = CPU time of the server processes between
+      ``Go`` and the last report, divided by the deliveries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.bench.histogram import Histogram
+from broker.bench.messages import Connected, Result
+
+__all__ = ["HELD_FRACTION", "connect_metrics", "delivery_metrics", "latency_summary"]
+
+HELD_FRACTION = 0.95
+
+
+def latency_summary(hist: Histogram) -> dict[str, int | float | None]:
+    """p50, p99, p99.9, max and mean of ``hist`` (µs), and the sample count."""
+    mean = hist.mean()
+    return {
+        "count": hist.count,
+        "p50": hist.percentile(0.50),
+        "p99": hist.percentile(0.99),
+        "p99_9": hist.percentile(0.999),
+        "max": hist.max if hist.count else None,
+        "mean": round(mean, 1) if mean is not None else None,
+    }
+
+
+def _merged(parts: list[tuple[dict[int, int], int, int]]) -> Histogram:
+    hist = Histogram()
+    for sparse, total, maximum in parts:
+        hist.merge(Histogram.from_sparse(sparse, total, maximum))
+    return hist
+
+
+def _per_second(count: float, seconds: float) -> float | None:
+    return round(count / seconds, 1) if seconds > 0 else None
+
+
+def delivery_metrics(
+    results: list[Result],
+    server_cpu_s: float | None,
+    offered_says: float | None,
+    offered_deliveries: float | None,
+) -> dict[str, Any]:
+    """The metrics of a ``fanout`` or ``chat`` run."""
+    delivered = sum(r.delivered for r in results)
+    says = sum(r.says for r in results)
+    errors: dict[str, int] = {}
+    for r in results:
+        for code, n in r.errors.items():
+            errors[code] = errors.get(code, 0) + n
+    first_send = min((r.first_send_ns for r in results if r.first_send_ns), default=0)
+    last_send = max((r.last_send_ns for r in results), default=0)
+    last_recv = max((r.last_recv_ns for r in results), default=0)
+    window_s = (last_recv - first_send) / 1e9 if first_send and last_recv > first_send else 0.0
+    send_s = (last_send - first_send) / 1e9 if first_send else 0.0
+    deliveries_per_s = _per_second(delivered, window_s)
+    # n says span n - 1 intervals of the schedule.
+    says_per_s = _per_second(says - 1, send_s) if says > 1 else None
+    held: bool | None = None
+    if offered_says and offered_deliveries:
+        held = (
+            says_per_s is not None
+            and deliveries_per_s is not None
+            and says_per_s >= HELD_FRACTION * offered_says
+            and deliveries_per_s >= HELD_FRACTION * offered_deliveries
+        )
+    hist = _merged([(r.hist, r.hist_total, r.hist_max) for r in results])
+    return {
+        "expected_deliveries": sum(r.expected for r in results),
+        "deliveries": delivered,
+        "missing": sum(r.missing for r in results),
+        "duplicates": sum(r.duplicates for r in results),
+        "out_of_order": sum(r.out_of_order for r in results),
+        "unexpected": sum(r.unexpected for r in results),
+        "errors": errors,
+        "closed_connections": sum(r.closed for r in results),
+        "says": says,
+        "acks": sum(r.acks for r in results),
+        "window_s": round(window_s, 4),
+        "deliveries_per_s": deliveries_per_s,
+        "says_per_s": says_per_s,
+        "latency_us": latency_summary(hist),
+        "offered_says_per_s": offered_says,
+        "offered_deliveries_per_s": offered_deliveries,
+        "rate_held": held,
+        "max_publisher_lag_ms": round(max((r.max_lag_ms for r in results), default=0.0), 3),
+        "server_cpu_s": round(server_cpu_s, 3) if server_cpu_s is not None else None,
+        "server_cpu_us_per_delivery": (
+            round(server_cpu_s * 1e6 / delivered, 3)
+            if server_cpu_s is not None and delivered
+            else None
+        ),
+    }
+
+
+def connect_metrics(connected: list[Connected], server_cpu_s: float | None) -> dict[str, Any]:
+    """The metrics of opening and joining every connection (the ``connect`` scenario)."""
+    joined = sum(c.joined for c in connected)
+    first = min(c.first_ns for c in connected)
+    last = max(c.last_ns for c in connected)
+    seconds = (last - first) / 1e9
+    hist = _merged([(c.hist, c.hist_total, c.hist_max) for c in connected])
+    return {
+        "connections": joined + sum(c.failed for c in connected),
+        "joined": joined,
+        "failed": sum(c.failed for c in connected),
+        "duration_s": round(seconds, 4),
+        "connections_per_s": _per_second(joined, seconds),
+        "time_to_joined_us": latency_summary(hist),
+        "server_cpu_s": round(server_cpu_s, 3) if server_cpu_s is not None else None,
+        "server_cpu_us_per_connection": (
+            round(server_cpu_s * 1e6 / joined, 1) if server_cpu_s is not None and joined else None
+        ),
+    }

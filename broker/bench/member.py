@@ -1,0 +1,424 @@
+"""One benchmark connection inside a worker: it joins one room, checks every
+message it receives, and, when it is a publisher, says numbered messages.
+
+Checking (PROTOCOL.md, "Semantics": every other member receives each message
+exactly once, in the order one session said them): each member keeps, per
+publisher of its room, the last sequence number seen. In a good run each
+message is ``last + 1`` and costs one comparison; anything else switches that
+stream to a set of seen numbers, which tells duplicates from late
+(out-of-order) arrivals. Missing messages are what is expected minus the
+distinct messages seen.
+
+Invariants:
+    * ``Tally.pending`` is the number of distinct messages still expected by
+      this worker's members; ``Tally.done`` is set when it reaches 0.
+    * A publisher has at most ``window`` says without a reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+
+from broker.bench.histogram import Histogram
+from broker.bench.messages import WARM_UP_SEQ, Body
+from broker.bench.wsclient import WsClient, open_client
+
+__all__ = ["Member", "Publisher", "Tally"]
+
+_JOIN_REF = "join"
+
+
+class _Body(msgspec.Struct):
+    """The part of :class:`Body` a receiver reads; the padding is skipped."""
+
+    p: int
+    s: int
+    t: int
+
+
+# The server frames a member may get, as a tagged union: msgspec matches the
+# tag in C and skips the fields we do not read (room, from, session, ...).
+class _Frame(msgspec.Struct, tag_field="type"):
+    """Base of server frames."""
+
+
+class _Message(_Frame, tag="message"):
+    body: _Body
+
+
+class _Ok(_Frame, tag="ok"):
+    ref: int | str | None = None
+
+
+class _Error(_Frame, tag="error"):
+    ref: int | str | None = None
+    code: str = "?"
+    message: str = ""
+
+
+class _Welcome(_Frame, tag="welcome"):
+    pass
+
+
+class _Event(_Frame, tag="joined"):
+    pass
+
+
+class _LeftEvent(_Frame, tag="left"):
+    pass
+
+
+class _Pong(_Frame, tag="pong"):
+    pass
+
+
+_ServerFrame = _Message | _Ok | _Error | _Welcome | _Event | _LeftEvent | _Pong
+_batch_decoder: msgspec.json.Decoder[list[_ServerFrame]] = msgspec.json.Decoder(list[_ServerFrame])
+_frame_decoder: msgspec.json.Decoder[_ServerFrame] = msgspec.json.Decoder(_ServerFrame)
+_encode = msgspec.json.Encoder().encode
+
+
+class Tally:
+    """What every member of one worker saw, in one place (cheap to report)."""
+
+    def __init__(self, expected: int, warm_expected: int) -> None:
+        self.hist = Histogram()
+        self.expected = expected
+        self.pending = expected
+        self.delivered_count = 0
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.unexpected = 0
+        self.closed = 0
+        self.errors: dict[str, int] = {}
+        self.first_recv_ns = 0
+        self.last_recv_ns = 0
+        self.warm_pending = warm_expected
+        self.done = asyncio.Event()
+        self.warmed = asyncio.Event()
+        if expected == 0:
+            self.done.set()
+        if warm_expected == 0:
+            self.warmed.set()
+
+    def add_delivered(self, count: int, now: int) -> None:
+        """Count ``count`` new, valid deliveries received at ``now``.
+
+        Their latencies are already in ``hist`` (see :meth:`Member.on_texts`).
+        """
+        self.delivered_count += count
+        if not self.first_recv_ns:
+            self.first_recv_ns = now
+        self.last_recv_ns = now
+        self.pending -= count
+        if self.pending == 0:
+            self.done.set()
+
+    def warm_one(self) -> None:
+        """Count a warm-up message."""
+        self.warm_pending -= 1
+        if self.warm_pending == 0:
+            self.warmed.set()
+
+
+class _Stream:
+    """The messages one member got from one publisher."""
+
+    __slots__ = ("last", "seen", "warm")
+
+    def __init__(self) -> None:
+        self.last = -1
+        self.seen: set[int] | None = None
+        self.warm = False
+
+
+class Member:
+    """One connection: joins ``room`` at ``url`` and checks what it receives.
+
+    Args:
+        url: the node to connect to.
+        room: the room to join.
+        publishers: ids of the publishers it must hear (itself excluded).
+        messages: messages each publisher says.
+        tally: the worker's counters.
+    """
+
+    def __init__(
+        self, url: str, room: str, publishers: list[int], messages: int, tally: Tally
+    ) -> None:
+        self.url = url
+        self.room = room
+        self.messages = messages
+        self.tally = tally
+        self.streams = {pub: _Stream() for pub in publishers}
+        self.publisher: Publisher | None = None
+        self.client: WsClient | None = None
+        self.closing = False
+        self._welcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def connect(self) -> int:
+        """Connect, wait for ``welcome``, join; returns the time it took in ns.
+
+        The caller bounds it with a timeout.
+
+        Raises:
+            RuntimeError: the join was refused.
+            OSError, TimeoutError, HandshakeError: the connection failed.
+        """
+        start = time.monotonic_ns()
+        self.client = await open_client(self.url, self.on_texts, self.on_close)
+        await self._welcome
+        room = _encode(self.room).decode()
+        self.client.send_text(f'{{"type":"join","room":{room},"ref":"{_JOIN_REF}"}}'.encode())
+        await self._joined
+        return time.monotonic_ns() - start
+
+    def close(self) -> None:
+        """Close the connection (a normal close, not counted as a loss)."""
+        self.closing = True
+        if self.client is not None:
+            self.client.close()
+
+    # --- receiving ------------------------------------------------------------
+
+    def on_texts(self, payloads: list[bytes]) -> None:
+        """Handle the frames that arrived together (the hot path of a worker).
+
+        The batch is decoded in one call, and in-order messages are counted
+        inline: a function call per message would cost as much as the broker
+        spends per delivery.
+        """
+        try:
+            frames: list[_ServerFrame | None] = list(
+                _batch_decoder.decode(b"[" + b",".join(payloads) + b"]")
+            )
+        except msgspec.DecodeError:
+            frames = [self._decode_one(p) for p in payloads]
+        now = time.monotonic_ns()
+        streams = self.streams
+        limit = self.messages
+        hist = self.tally.hist
+        counts = hist.counts
+        new = total = 0
+        top = hist.max
+        for frame in frames:
+            if type(frame) is _Message:
+                body = frame.body
+                stream = streams.get(body.p)
+                seq = body.s
+                if (
+                    stream is None
+                    or seq != stream.last + 1
+                    or stream.seen is not None
+                    or seq >= limit
+                ):
+                    self._out_of_line(stream, seq, now, body.t)
+                    continue
+                stream.last = seq
+                latency = (now - body.t) // 1000
+                if latency < 128:
+                    counts[latency if latency > 0 else 0] += 1
+                else:
+                    # Histogram.bucket_of, inlined.
+                    shift = latency.bit_length() - 7
+                    counts[(shift << 6) + (latency >> shift)] += 1
+                if latency > top:
+                    top = latency
+                total += latency
+                new += 1
+            elif frame is not None:
+                self._control(frame)
+        if new:
+            hist.count += new
+            hist.total += total
+            hist.max = max(hist.max, top)
+            self.tally.add_delivered(new, now)
+
+    def on_close(self, code: int) -> None:
+        """The connection ended: fail pending waits; count it if we did not ask."""
+        if not self.closing:
+            self.tally.closed += 1
+        failure = ConnectionError(f"connection closed with code {code}")
+        for future in (self._welcome, self._joined):
+            if not future.done():
+                future.set_exception(failure)
+                future.exception()  # retrieved: the waiter may already be gone
+        if self.publisher is not None:
+            self.publisher.connection_lost()
+
+    def _decode_one(self, payload: bytes) -> _ServerFrame | None:
+        try:
+            return _frame_decoder.decode(payload)
+        except msgspec.DecodeError:
+            self.tally.unexpected += 1
+            return None
+
+    def _out_of_line(self, stream: _Stream | None, seq: int, now: int, sent: int) -> None:
+        """Anything but the next in-order message: warm-ups, strangers, gaps, repeats."""
+        tally = self.tally
+        if stream is None or seq >= self.messages or seq < WARM_UP_SEQ:
+            tally.unexpected += 1
+            return
+        if seq == WARM_UP_SEQ:
+            if stream.warm:
+                tally.duplicates += 1
+            else:
+                stream.warm = True
+                tally.warm_one()
+            return
+        if stream.seen is None:
+            # Until now every number arrived in order: 0..last were all seen.
+            stream.seen = set(range(stream.last + 1))
+        if seq in stream.seen:
+            tally.duplicates += 1
+            return
+        stream.seen.add(seq)
+        if seq < stream.last:
+            tally.out_of_order += 1
+        else:
+            stream.last = seq
+        tally.hist.record((now - sent) // 1000)
+        tally.add_delivered(1, now)
+
+    def _control(self, frame: _ServerFrame) -> None:
+        match frame:
+            case _Ok(ref=ref):
+                if ref == _JOIN_REF:
+                    if not self._joined.done():
+                        self._joined.set_result(None)
+                elif isinstance(ref, int) and self.publisher is not None:
+                    self.publisher.replied(None)
+            case _Error(ref=ref, code=code, message=message):
+                if ref == _JOIN_REF:
+                    if not self._joined.done():
+                        self._joined.set_exception(RuntimeError(f"join refused: {code} {message}"))
+                elif isinstance(ref, int) and self.publisher is not None:
+                    self.publisher.replied(code)
+                else:
+                    self.tally.errors[code] = self.tally.errors.get(code, 0) + 1
+            case _Welcome():
+                if not self._welcome.done():
+                    self._welcome.set_result(None)
+            case _Message() | _Event() | _LeftEvent() | _Pong():
+                pass
+
+
+class Publisher:
+    """Says ``messages`` numbered messages to one room, paced or windowed.
+
+    Args:
+        member: the connection it says through (and whose replies it counts).
+        pub: its publisher id.
+        messages: how many to say after the warm-up.
+        window: says allowed without a reply.
+        rate: says per second; None: as fast as the window allows.
+        phase: seconds after the common start of its first say.
+        body_size: bytes of each JSON body.
+    """
+
+    def __init__(
+        self,
+        member: Member,
+        pub: int,
+        messages: int,
+        window: int,
+        rate: float | None,
+        phase: float,
+        body_size: int,
+    ) -> None:
+        self.member = member
+        self.pub = pub
+        self.messages = messages
+        self.window = window
+        self.rate = rate
+        self.phase = phase
+        self.body_size = body_size
+        self.says = 0
+        self.acks = 0
+        self.errors: dict[str, int] = {}
+        self.first_send_ns = 0
+        self.last_send_ns = 0
+        self.last_ack_ns = 0
+        self.max_lag_ns = 0
+        self._in_flight = 0
+        self._room: asyncio.Event = asyncio.Event()
+        self._finished: asyncio.Event = asyncio.Event()
+        self._lost = False
+        room = _encode(member.room).decode()
+        self._prefix = f'{{"type":"say","room":{room},"ref":'.encode()
+        member.publisher = self
+
+    def say_warm_up(self) -> None:
+        """Say the warm-up message (no ``ref``: it takes no place in the window)."""
+        body = self._body(WARM_UP_SEQ, time.monotonic_ns())
+        frame = self._prefix[: -len(b',"ref":')] + b',"body":' + body + b"}"
+        self._send(frame)
+
+    async def run(self, start_ns: int) -> None:
+        """Say every message, then wait for every reply (or the connection's end)."""
+        first_ns = start_ns + int(self.phase * 1e9)
+        interval_ns = int(1e9 / self.rate) if self.rate else 0
+        await _sleep_until(first_ns)
+        for seq in range(self.messages):
+            if interval_ns:
+                due = first_ns + seq * interval_ns
+                now = time.monotonic_ns()
+                if due - now > 1_000_000:
+                    await _sleep_until(due)
+                else:
+                    self.max_lag_ns = max(self.max_lag_ns, now - due)
+            while self._in_flight >= self.window and not self._lost:
+                self._room.clear()
+                await self._room.wait()
+            if self._lost:
+                break
+            now = time.monotonic_ns()
+            self._in_flight += 1
+            self._send(self._prefix + str(seq).encode() + b',"body":' + self._body(seq, now) + b"}")
+            self.says += 1
+            if not self.first_send_ns:
+                self.first_send_ns = now
+            self.last_send_ns = now
+        if self.says and not self._lost:
+            await self._finished.wait()
+
+    def replied(self, error_code: str | None) -> None:
+        """Count one reply to a say (``ok`` when ``error_code`` is None)."""
+        if error_code is None:
+            self.acks += 1
+        else:
+            self.errors[error_code] = self.errors.get(error_code, 0) + 1
+        self.last_ack_ns = time.monotonic_ns()
+        self._in_flight -= 1
+        self._room.set()
+        if self.acks + sum(self.errors.values()) >= self.messages:
+            self._finished.set()
+
+    def connection_lost(self) -> None:
+        """Stop waiting for replies that cannot come."""
+        self._lost = True
+        self._room.set()
+        self._finished.set()
+
+    def _send(self, frame: bytes) -> None:
+        if self.member.client is not None:
+            self.member.client.send_text(frame)
+
+    def _body(self, seq: int, now: int) -> bytes:
+        body = _encode(Body(self.pub, seq, now))
+        need = self.body_size - len(body)
+        if need > 0:
+            # The empty padding is already encoded; each "x" adds one byte.
+            body = _encode(Body(self.pub, seq, now, "x" * need))
+        return body
+
+
+async def _sleep_until(deadline_ns: int) -> None:
+    """Sleep until the monotonic clock reaches ``deadline_ns`` (pacing, not syncing)."""
+    delay = (deadline_ns - time.monotonic_ns()) / 1e9
+    if delay > 0:
+        await asyncio.sleep(delay)

@@ -1,0 +1,228 @@
+"""What the coordinator and its worker processes say to each other: one JSON
+object per line on the worker's stdin (commands) and stdout (reports).
+
+The exchange, in order::
+
+    coordinator                 worker
+    Setup          ->
+                   <-           Loaded
+    Connect        ->           (opens and joins every connection it owns)
+                   <-           Connected
+    Warm           ->           (every publisher says one warm-up message)
+                   <-           Warmed    (every member got every warm-up)
+    Go             ->           (publishers start, at Go.start_ns)
+                   <-           Published (this worker's publishers are done)
+                   <-           Result    (every member got everything, or after Stop)
+    Stop           ->
+    Close          ->           (closes its connections and exits)
+
+The body of every ``say`` is a :class:`Body`: the publisher, its sequence
+number and the send time on the system-wide monotonic clock, padded to the
+requested size.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "WARM_UP_SEQ",
+    "Body",
+    "Close",
+    "Command",
+    "ConnSpec",
+    "Connect",
+    "Connected",
+    "Go",
+    "Loaded",
+    "Published",
+    "Report",
+    "Result",
+    "Setup",
+    "Stop",
+    "Warm",
+    "Warmed",
+]
+
+WARM_UP_SEQ = -1
+"""Sequence number of the warm-up message each publisher says before ``Go``."""
+
+
+class Body(msgspec.Struct):
+    """The body of a benchmark ``say``.
+
+    Attributes:
+        p: the publisher's id (unique within a run).
+        s: its sequence number, from 0; :data:`WARM_UP_SEQ` for the warm-up.
+        t: ``time.monotonic_ns()`` when it was sent. CLOCK_MONOTONIC is one
+            clock for every process on a Linux machine, so a receiver in
+            another process can subtract it from its own reading.
+        x: padding to reach the requested body size.
+    """
+
+    p: int
+    s: int
+    t: int
+    x: str = ""
+
+
+class ConnSpec(msgspec.Struct, array_like=True):
+    """One connection a worker opens: where, which room, and whether it says.
+
+    Attributes:
+        url: the node's WebSocket URL.
+        room: the one room it joins.
+        pub: its publisher id if it says messages, else None.
+        phase: seconds after the common start at which it says its first message.
+    """
+
+    url: str
+    room: str
+    pub: int | None = None
+    phase: float = 0.0
+
+
+# --- coordinator to worker --------------------------------------------------
+
+
+class _Command(msgspec.Struct, tag_field="type"):
+    """Base of commands."""
+
+
+class Setup(_Command, tag="setup"):
+    """Everything a worker needs before connecting.
+
+    Attributes:
+        conns: the connections it owns.
+        publishers: per room, the publisher ids saying in it.
+        messages: messages each publisher says after ``Go``.
+        window: says a publisher may have without an ``ok``.
+        rate: says per second of each publisher; None: as fast as the window allows.
+        body_size: bytes of each JSON body.
+        concurrency: handshakes this worker has in flight at once.
+    """
+
+    conns: list[ConnSpec]
+    publishers: dict[str, list[int]]
+    messages: int
+    window: int
+    rate: float | None
+    body_size: int
+    concurrency: int
+
+
+class Connect(_Command, tag="connect"):
+    """Open and join every connection."""
+
+
+class Warm(_Command, tag="warm"):
+    """Say the warm-up messages and wait until every member got them."""
+
+
+class Go(_Command, tag="go"):
+    """Start publishing at ``start_ns`` (``time.monotonic_ns()``)."""
+
+    start_ns: int
+
+
+class Stop(_Command, tag="stop"):
+    """Report now, whatever has arrived."""
+
+
+class Close(_Command, tag="close"):
+    """Close every connection and exit."""
+
+
+Command = Setup | Connect | Warm | Go | Stop | Close
+
+
+# --- worker to coordinator --------------------------------------------------
+
+
+class _Report(msgspec.Struct, tag_field="type"):
+    """Base of reports."""
+
+
+class Loaded(_Report, tag="loaded"):
+    """The worker runs and has its plan."""
+
+    pid: int
+
+
+class Connected(_Report, tag="connected"):
+    """Every connection is open and joined, or has failed.
+
+    Attributes:
+        joined: connections open and joined.
+        failed: connections that could not connect or join.
+        errors: a few failure messages, for the report.
+        hist: time from starting a connection to its join ``ok``, in µs
+            (sparse :class:`~broker.bench.histogram.Histogram` counts).
+        hist_total: the sum of those times, in µs.
+        hist_max: the largest, in µs.
+        first_ns: when the first connection started.
+        last_ns: when the last join ``ok`` arrived.
+        cpu_s: the worker's CPU seconds spent in this phase.
+    """
+
+    joined: int
+    failed: int
+    errors: list[str]
+    hist: dict[int, int]
+    hist_total: int
+    hist_max: int
+    first_ns: int
+    last_ns: int
+    cpu_s: float
+
+
+class Warmed(_Report, tag="warmed"):
+    """Every member received the warm-up from every publisher of its room."""
+
+    missing: int
+
+
+class Published(_Report, tag="published"):
+    """Every publisher of this worker has said all and got every reply."""
+
+
+class Result(_Report, tag="result"):
+    """What this worker saw between ``Go`` and now.
+
+    Attributes:
+        expected: deliveries its members should get.
+        delivered: distinct messages its members got.
+        missing, duplicates, out_of_order, unexpected: anomalies; all 0 in a good run.
+        closed: connections the server closed during the run.
+        hist, hist_total, hist_max: end-to-end latency in µs.
+        first_recv_ns, last_recv_ns: first and last delivery (0 if none).
+        says, acks, errors: says sent, ``ok`` replies, ``error`` replies by code.
+        first_send_ns, last_send_ns, last_ack_ns: publisher timing (0 if none).
+        max_lag_ms: how far the publishers fell behind their schedule at worst.
+        cpu_s, wall_s: the worker's CPU and wall-clock seconds since ``Go``.
+    """
+
+    expected: int
+    delivered: int
+    missing: int
+    duplicates: int
+    out_of_order: int
+    unexpected: int
+    closed: int
+    hist: dict[int, int]
+    hist_total: int
+    hist_max: int
+    first_recv_ns: int
+    last_recv_ns: int
+    says: int
+    acks: int
+    errors: dict[str, int]
+    first_send_ns: int
+    last_send_ns: int
+    last_ack_ns: int
+    max_lag_ms: float
+    cpu_s: float
+    wall_s: float
+
+
+Report = Loaded | Connected | Warmed | Published | Result

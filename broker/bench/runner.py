@@ -1,0 +1,271 @@
+"""One benchmark run: start what is needed, drive the phases, measure.
+
+The phases of every scenario (the workers' side is in
+:mod:`broker.bench.worker`): start the targets and the workers; connect and
+join every connection; say the warm-up messages until every member heard
+them (so the ``joined`` storm of the setup is over); then the measured part:
+``Go`` for ``fanout`` and ``chat``, the memory reading for ``idle``, or, for
+``connect``, the connecting itself.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.bench.machine import describe_machine
+from broker.bench.measure import connect_metrics, delivery_metrics
+from broker.bench.messages import Connect, Connected, Result, Warm, Warmed
+from broker.bench.params import BenchParams
+from broker.bench.plans import Plan, make_plan
+from broker.bench.processes import Children
+from broker.bench.procfs import tree_cpu_seconds, tree_rss_bytes
+from broker.bench.targets import Target, given_target, spawn_roomcast, spawn_textbook
+from broker.bench.workers import WorkerPool
+
+__all__ = ["BUSY_PERCENT", "COMPARED", "Outcome", "Progress", "run_bench"]
+
+BUSY_PERCENT = 60.0
+"""A worker busier than this may be what limits the result."""
+
+COMPARED: dict[str, tuple[str, ...]] = {
+    "fanout": ("deliveries_per_s", "server_cpu_us_per_delivery", "latency_us.p99"),
+    "chat": ("deliveries_per_s", "server_cpu_us_per_delivery", "latency_us.p99"),
+    "idle": ("rss_per_connection_bytes",),
+    "connect": ("connections_per_s", "server_cpu_us_per_connection", "time_to_joined_us.p99"),
+}
+"""Metrics set side by side by ``--compare`` (ratio: roomcast ÷ baseline)."""
+
+_START_DELAY_NS = 100_000_000  # lets every worker see Go before the first say is due
+
+
+@dataclass
+class Progress:
+    """Where the run is, for the message when ``--timeout`` cuts it short."""
+
+    phase: str = "starting"
+
+
+@dataclass
+class Outcome:
+    """What one target did in the scenario."""
+
+    target: Target
+    metrics: dict[str, Any] = field(default_factory=dict)
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No message lost, duplicated or reordered; no connection failed."""
+        return not self.problems
+
+    def record(self) -> dict[str, Any]:
+        """This outcome as plain JSON values."""
+        target = self.target
+        return {
+            "target": target.name,
+            "backend": target.backend,
+            "nodes": len(target.urls),
+            "urls": list(target.urls),
+            "spawned": target.spawned,
+            "server_pids": list(target.server_pids),
+            "ok": self.ok,
+            "problems": self.problems,
+            "warnings": self.warnings,
+            "metrics": self.metrics,
+            "workers": self.workers,
+        }
+
+
+def _total_cpu(pids: tuple[int, ...]) -> float | None:
+    return sum(tree_cpu_seconds(pid) for pid in pids) if pids else None
+
+
+def _total_rss(pids: tuple[int, ...]) -> int | None:
+    return sum(tree_rss_bytes(pid) for pid in pids) if pids else None
+
+
+def _cpu_delta(before: float | None, pids: tuple[int, ...]) -> float | None:
+    after = _total_cpu(pids)
+    return after - before if after is not None and before is not None else None
+
+
+async def _start_target(
+    params: BenchParams, name: str, children: Children, progress: Progress
+) -> Target:
+    progress.phase = f"{name}: starting the servers"
+    if name == "textbook":
+        return await spawn_textbook(children)
+    if params.spawn:
+        return await spawn_roomcast(
+            children, params.nodes, params.redis_url, params.spawn_redis, params.server_args
+        )
+    return given_target(list(params.urls), list(params.server_pids))
+
+
+def _worker_rows(plan: Plan, pool: WorkerPool, busy: list[float]) -> list[dict[str, Any]]:
+    return [
+        {"pid": pid, "role": role, "connections": len(setup.conns), "cpu_percent": round(b, 1)}
+        for pid, role, setup, b in zip(pool.pids, plan.roles, plan.setups, busy, strict=True)
+    ]
+
+
+def _check_busy(outcome: Outcome) -> None:
+    for row in outcome.workers:
+        if row["cpu_percent"] > BUSY_PERCENT:
+            outcome.warnings.append(
+                f"worker {row['pid']} ({row['role']}) was {row['cpu_percent']} % busy: "
+                "the load generator may limit this result (raise --clients-procs)"
+            )
+
+
+def _check_counts(outcome: Outcome) -> None:
+    m = outcome.metrics
+    for key in ("missing", "duplicates", "out_of_order", "unexpected", "closed_connections"):
+        if m.get(key):
+            outcome.problems.append(f"{key.replace('_', ' ')}: {m[key]}")
+    if m.get("errors"):
+        outcome.problems.append(f"error replies: {m['errors']}")
+
+
+async def _run_target(
+    params: BenchParams, target: Target, children: Children, progress: Progress
+) -> Outcome:
+    name = target.name
+    outcome = Outcome(target)
+    plan = make_plan(params, target.urls)
+    progress.phase = f"{name}: starting {len(plan.setups)} worker processes"
+    pool = await WorkerPool.start(children, plan.setups)
+    try:
+        return await _phases(params, target, plan, pool, outcome, progress)
+    finally:
+        await pool.close()
+
+
+async def _phases(
+    params: BenchParams,
+    target: Target,
+    plan: Plan,
+    pool: WorkerPool,
+    outcome: Outcome,
+    progress: Progress,
+) -> Outcome:
+    name = target.name
+    rss_before = _total_rss(target.server_pids)
+    cpu_before = _total_cpu(target.server_pids)
+    progress.phase = f"{name}: connecting {params.connection_count()} clients"
+    connected = await pool.each(Connect(), Connected)
+    connect_cpu = _cpu_delta(cpu_before, target.server_pids)
+    failed = sum(c.failed for c in connected)
+    if failed:
+        errors = "; ".join(e for c in connected for e in c.errors)[:800]
+        outcome.problems.append(f"{failed} connections failed to connect or join: {errors}")
+    setup_s = (max(c.last_ns for c in connected) - min(c.first_ns for c in connected)) / 1e9
+    outcome.workers = _worker_rows(
+        plan, pool, [100.0 * c.cpu_s / setup_s if setup_s > 0 else 0.0 for c in connected]
+    )
+    if params.scenario == "connect":
+        outcome.metrics = connect_metrics(connected, connect_cpu)
+        _check_busy(outcome)
+        return outcome
+    outcome.metrics["setup_s"] = round(setup_s, 3)
+    if failed:
+        return outcome
+    if plan.publishers:
+        progress.phase = f"{name}: warm-up (waiting for the join storm to settle)"
+        warmed = await pool.each(Warm(), Warmed)
+        lost = sum(w.missing for w in warmed)
+        if lost:
+            outcome.problems.append(f"{lost} warm-up messages never arrived")
+            return outcome
+    if params.scenario == "idle":
+        _idle_metrics(params, target, rss_before, outcome)
+        return outcome
+    progress.phase = f"{name}: measuring"
+    cpu_before = _total_cpu(target.server_pids)
+    redis_before = _total_cpu((target.redis_pid,)) if target.redis_pid else None
+    results: list[Result] = await pool.run(time.monotonic_ns() + _START_DELAY_NS, params.drain)
+    server_cpu = _cpu_delta(cpu_before, target.server_pids)
+    outcome.metrics |= delivery_metrics(
+        results, server_cpu, plan.offered_says_per_s, plan.offered_deliveries_per_s
+    )
+    if target.redis_pid:
+        redis_cpu = _cpu_delta(redis_before, (target.redis_pid,))
+        outcome.metrics["redis_cpu_s"] = round(redis_cpu, 3) if redis_cpu is not None else None
+    busy = [100.0 * r.cpu_s / r.wall_s if r.wall_s else 0.0 for r in results]
+    outcome.workers = _worker_rows(plan, pool, busy)
+    _check_counts(outcome)
+    _check_busy(outcome)
+    return outcome
+
+
+def _idle_metrics(
+    params: BenchParams, target: Target, rss_before: int | None, outcome: Outcome
+) -> None:
+    rss_after = _total_rss(target.server_pids)
+    per_conn = None
+    if rss_before is not None and rss_after is not None:
+        per_conn = round((rss_after - rss_before) / params.connections, 1)
+    else:
+        outcome.warnings.append("no server PID: give --spawn or --server-pid to measure RSS")
+    outcome.metrics |= {
+        "connections": params.connections,
+        "rooms": -(-params.connections // params.room_size),
+        "rss_before_bytes": rss_before,
+        "rss_after_bytes": rss_after,
+        "rss_per_connection_bytes": per_conn,
+    }
+
+
+async def run_bench(params: BenchParams, children: Children, progress: Progress) -> dict[str, Any]:
+    """Run ``params`` against each target in turn; return the run's record.
+
+    Every process started goes into ``children``; the caller ends them (this
+    function also ends each target's processes before starting the next, so
+    a comparison never runs two servers at once).
+    """
+    started = time.monotonic()
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    names = ["roomcast"] + ([params.compare] if params.compare else [])
+    outcomes = []
+    for name in names:
+        try:
+            target = await _start_target(params, name, children, progress)
+            outcomes.append(await _run_target(params, target, children, progress))
+        finally:
+            children.end_all()
+    return {
+        "tool": "broker bench",
+        "record_version": 1,
+        "scenario": params.scenario,
+        "started_at": started_at,
+        "elapsed_s": round(time.monotonic() - started, 3),
+        "machine": describe_machine(),
+        "params": params.as_record(),
+        "results": [o.record() for o in outcomes],
+        "comparison": _compare(params, outcomes),
+        "ok": all(o.ok for o in outcomes),
+    }
+
+
+def _metric(metrics: dict[str, Any], path: str) -> float | None:
+    value: Any = metrics
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, int | float) else None
+
+
+def _compare(params: BenchParams, outcomes: list[Outcome]) -> dict[str, Any] | None:
+    if len(outcomes) < 2:
+        return None
+    ours, base = outcomes[0], outcomes[1]
+    table: dict[str, Any] = {"baseline": base.target.name}
+    for path in COMPARED[params.scenario]:
+        a, b = _metric(ours.metrics, path), _metric(base.metrics, path)
+        ratio = round(a / b, 3) if a is not None and b else None
+        table[path] = {ours.target.name: a, base.target.name: b, "ratio": ratio}
+    return table

@@ -1,0 +1,152 @@
+"""The coordinator's side of the worker processes: start them, send commands,
+read their reports (see :mod:`broker.bench.messages` for the exchange)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from functools import partial
+from typing import Any, TypeVar
+
+import msgspec
+
+from broker.bench.messages import (
+    Close,
+    Command,
+    Go,
+    Loaded,
+    Published,
+    Report,
+    Result,
+    Setup,
+    Stop,
+)
+from broker.bench.processes import Children
+
+__all__ = ["WorkerFailed", "WorkerPool"]
+
+_LINE_LIMIT = 64 << 20
+_CLOSE_TIMEOUT = 5.0
+_report_decoder: msgspec.json.Decoder[Report] = msgspec.json.Decoder(Report)
+_encode = msgspec.json.Encoder().encode
+R = TypeVar("R", bound=Report)
+
+
+class WorkerFailed(RuntimeError):
+    """A worker exited or said something out of turn."""
+
+
+class _Worker:
+    def __init__(self, proc: subprocess.Popen[bytes], reader: asyncio.StreamReader) -> None:
+        self.proc = proc
+        self.reader = reader
+
+    def send(self, command: Command) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(_encode(command) + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise WorkerFailed(f"worker {self.proc.pid} is gone") from None
+
+    async def report(self) -> Report:
+        line = await self.reader.readline()
+        if not line:
+            code = self.proc.wait()
+            raise WorkerFailed(f"worker {self.proc.pid} exited with {code}")
+        return _report_decoder.decode(line)
+
+    async def expect(self, kind: type[R]) -> R:
+        report = await self.report()
+        if not isinstance(report, kind):
+            raise WorkerFailed(f"worker {self.proc.pid}: expected {kind.__name__}, got {report}")
+        return report
+
+
+class WorkerPool:
+    """Worker processes, one per :class:`Setup`, each running :mod:`broker.bench.worker`."""
+
+    def __init__(self, workers: list[_Worker], setups: list[Setup]) -> None:
+        self._workers = workers
+        self._setups = setups
+        self.pids = [w.proc.pid for w in workers]
+
+    @classmethod
+    async def start(cls, children: Children, setups: list[Setup]) -> WorkerPool:
+        """Start the workers, hand each its setup, wait until all are loaded."""
+        loop = asyncio.get_running_loop()
+        workers = []
+        for index, setup in enumerate(setups):
+            proc = children.start_python(f"worker{index}", "-m", "broker.bench.worker", pipes=True)
+            assert proc.stdout is not None
+            reader = asyncio.StreamReader(limit=_LINE_LIMIT)
+            await loop.connect_read_pipe(partial(asyncio.StreamReaderProtocol, reader), proc.stdout)
+            worker = _Worker(proc, reader)
+            worker.send(setup)
+            workers.append(worker)
+        pool = cls(workers, setups)
+        await asyncio.gather(*(w.expect(Loaded) for w in workers))
+        return pool
+
+    async def each(self, command: Command, kind: type[R]) -> list[R]:
+        """Send ``command`` to every worker; return their reports of type ``kind``."""
+        for worker in self._workers:
+            worker.send(command)
+        return list(await asyncio.gather(*(w.expect(kind) for w in self._workers)))
+
+    async def run(self, start_ns: int, drain: float) -> list[Result]:
+        """``Go``, then collect every worker's :class:`Result`.
+
+        Once every publisher is done, members get ``drain`` more seconds to
+        receive what is still in flight; then ``Stop`` makes the workers
+        report what they have (what is missing then counts as missing).
+        """
+        has_publishers = [any(c.pub is not None for c in s.conns) for s in self._setups]
+        waiting = {i for i, has in enumerate(has_publishers) if has}
+        all_published = asyncio.Event()
+        if not waiting:
+            all_published.set()
+
+        async def collect(index: int, worker: _Worker) -> Result:
+            while True:
+                report = await worker.report()
+                if isinstance(report, Result):
+                    return report
+                if not isinstance(report, Published):
+                    raise WorkerFailed(f"worker {worker.proc.pid}: unexpected {report}")
+                waiting.discard(index)
+                if not waiting:
+                    all_published.set()
+
+        for worker in self._workers:
+            worker.send(Go(start_ns=start_ns))
+        results = asyncio.ensure_future(
+            asyncio.gather(*(collect(i, w) for i, w in enumerate(self._workers)))
+        )
+        published = asyncio.ensure_future(all_published.wait())
+        first: list[asyncio.Future[Any]] = [results, published]
+        try:
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+            if not results.done():
+                done, _ = await asyncio.wait({results}, timeout=drain)
+                if not done:
+                    for worker in self._workers:
+                        worker.send(Stop())
+            return list(await results)
+        finally:
+            published.cancel()
+            results.cancel()
+
+    async def close(self) -> None:
+        """Tell every worker to close its connections and exit; wait until they have.
+
+        A worker that does not exit in time is left to :meth:`Children.end_all`.
+        """
+        for worker in self._workers:
+            with contextlib.suppress(WorkerFailed):
+                worker.send(Close())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                # Each worker's stdout reaches EOF when the process exits.
+                await asyncio.gather(*(w.reader.read() for w in self._workers))
