@@ -4,6 +4,7 @@ health, its memory, its child processes, and waits bounded by a deadline."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -58,19 +59,25 @@ async def health(node: BrokerProcess) -> int:
 
 
 async def eventually(
-    condition: Callable[[], Awaitable[bool]], timeout: float, interval: float = 0.1
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float, interval: float = 0.1
 ) -> float:
-    """Poll ``condition`` until it holds; return the seconds it took.
+    """Poll ``condition`` (a plain or an async callable) until it holds;
+    return the seconds it took.
 
     Raises:
         TimeoutError: it did not hold within ``timeout`` seconds.
     """
     started = time.monotonic()
-    while not await condition():
+    while not await _holds(condition):
         if time.monotonic() - started > timeout:
             raise TimeoutError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
     return time.monotonic() - started
+
+
+async def _holds(condition: Callable[[], bool | Awaitable[bool]]) -> bool:
+    result = condition()
+    return await result if inspect.isawaitable(result) else result
 
 
 def rss_bytes(pid: int) -> int:
