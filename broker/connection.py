@@ -1,32 +1,37 @@
-"""One client connection's I/O: the welcome, the read loop, replies, and
-cleanup on every kind of exit.
+"""One client session over one :class:`~broker.wire.Wire`: the welcome, request
+dispatch, replies, and cleanup on every kind of exit.
 
-The rules live in :class:`broker.session.Session` (no I/O); this module only
-moves frames between the socket, the session and the node.
+The rules live in :class:`broker.session.Session` (no I/O); this module moves
+messages between the wire, the session and the node. Requests are handled in
+the order they arrive: most complete at once, in the wire's
+``data_received``; a ``join`` that must wait for the backend holds back the
+frames after it (and, past a few, the socket's reading) until it is done.
+
+Invariants:
+    * After :meth:`ClientConnection.closed`, the session is in no room on this
+      node, including rooms whose join was still in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from functools import partial
-
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
 
 from broker.backends.base import BackendUnavailable
 from broker.close_codes import CloseCode
 from broker.node import Node, new_session_id
 from broker.outbox import DirectOutbox, FramedOutbox, Outbox, SlowConsumerPolicy
 from broker.session import JoinRoom, LeaveRoom, Publish, Reply, Session, TokenBucket, ok
+from broker.wire import Wire
 from protocol import ErrorCode, ProtocolError, Ref, Welcome, decode_request, encode, error_frame
 
-__all__ = ["ConnectionLimits", "serve_connection"]
+__all__ = ["ClientConnection", "ConnectionLimits"]
 
 log = logging.getLogger("broker.connection")
+
+BACKLOG_PAUSE = 32  # frames held behind a pending join before reading pauses
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,25 +53,36 @@ class ConnectionLimits:
     idle_timeout: float = 0.0
 
 
-async def serve_connection(node: Node, ws: ServerConnection, limits: ConnectionLimits) -> None:
-    """Run one client session from ``welcome`` to cleanup; never raises."""
-    session = Session(
-        new_session_id(), limits.max_rooms, TokenBucket(limits.say_rate, limits.say_burst)
+class ClientConnection:
+    """The broker's side of one client session.
+
+    Args:
+        node: the node it belongs to.
+        wire: its connection.
+        limits: the node's per-connection limits.
+    """
+
+    __slots__ = (
+        "_backlog",
+        "_closed",
+        "_idle_timer",
+        "_joining",
+        "node",
+        "outbox",
+        "session",
+        "wire",
     )
-    handler = _ConnectionHandler(node, ws, session, limits)
-    await handler.run()
 
-
-class _ConnectionHandler:
-    def __init__(
-        self, node: Node, ws: ServerConnection, session: Session, limits: ConnectionLimits
-    ) -> None:
+    def __init__(self, node: Node, wire: Wire, limits: ConnectionLimits) -> None:
         self.node = node
-        self.ws = ws
-        self.session = session
-        self.peer = _peer(ws)
+        self.wire = wire
+        self.session = Session(
+            new_session_id(), limits.max_rooms, TokenBucket(limits.say_rate, limits.say_burst)
+        )
         self.outbox = self._make_outbox(limits.slow_consumer)
-        self._closing: asyncio.Task[None] | None = None
+        self._backlog: list[bytes] | None = None  # not None while a join is pending
+        self._joining: asyncio.Task[None] | None = None
+        self._closed = False
         self._idle_timer: asyncio.TimerHandle | None = None
         if limits.idle_timeout > 0:
             self._idle_timer = asyncio.get_running_loop().call_later(
@@ -74,59 +90,29 @@ class _ConnectionHandler:
             )
 
     def _make_outbox(self, policy: SlowConsumerPolicy) -> Outbox:
-        ws = self.ws
-        on_slow = self._slow_consumer
-        if ws.protocol.extensions:
+        wire = self.wire
+        assert wire.transport is not None
+        if wire.compressed():
             # Compressed frames differ per connection: no shared frame bytes.
-            def send_text(payload: bytes) -> None:
-                if ws.protocol.state is State.OPEN:
-                    ws.protocol.send_text(payload)
-                    ws.send_data()
-
-            return DirectOutbox(
-                send_text, ws.transport, asyncio.get_running_loop(), policy, on_slow
-            )
+            loop = asyncio.get_running_loop()
+            return DirectOutbox(wire.send_text, wire.transport, loop, policy, self._slow_consumer)
         return FramedOutbox(
-            ws.transport,
-            lambda: ws.protocol.state is State.OPEN,
-            self.node.scheduler,
-            policy,
-            on_slow,
+            wire.transport, wire.is_open, self.node.scheduler, policy, self._slow_consumer
         )
 
-    async def run(self) -> None:
-        sid = self.session.id
-        log.info("connect session=%s peer=%s", sid, self.peer)
+    # --- lifecycle -----------------------------------------------------------
+
+    def open(self) -> None:
+        """Greet the client."""
+        log.info("connect session=%s peer=%s", self.session.id, self.wire.peer)
         self.node.sessions += 1
         self.node.connections_total += 1
-        self.outbox.send_payload(encode(Welcome(session=sid, node=self.node.id)))
-        try:
-            async for frame in self.ws:
-                if isinstance(frame, str):
-                    await self._handle(frame)
-                else:
-                    await self._close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
-                    break
-        except ConnectionClosed:
-            pass
-        except Exception:
-            log.exception("connection failed session=%s", sid)
-        finally:
-            self._cleanup()
-            if self._closing is not None:
-                with contextlib.suppress(Exception):
-                    await self._closing
-            log.info(
-                "disconnect session=%s peer=%s code=%s reason=%r",
-                sid,
-                self.peer,
-                self.ws.close_code,
-                self.ws.close_reason,
-            )
+        self.outbox.send_payload(encode(Welcome(session=self.session.id, node=self.node.id)))
 
-    def _cleanup(self) -> None:
-        # For whatever reason the connection ended, the session leaves every
-        # room and the other members are told (PROTOCOL.md, "Semantics").
+    def closed(self) -> None:
+        """The connection ended, for whatever reason: leave every room, and the
+        other members are told (PROTOCOL.md, "Semantics")."""
+        self._closed = True
         self.outbox.close()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
@@ -134,8 +120,32 @@ class _ConnectionHandler:
             self.node.leave(room, self.session.id)
         self.session.rooms.clear()
         self.node.sessions -= 1
+        log.info(
+            "disconnect session=%s peer=%s code=%s reason=%r",
+            self.session.id,
+            self.wire.peer,
+            self.wire.close_code,
+            self.wire.close_reason,
+        )
 
-    async def _handle(self, frame: str) -> None:
+    def close(self, code: int, reason: str) -> None:
+        """Write what is queued, then close the WebSocket with ``code``."""
+        self.outbox.flush()
+        self.wire.close(code, reason)
+
+    # --- requests ------------------------------------------------------------
+
+    def receive(self, frame: bytes) -> None:
+        """Handle one text message, after any that wait for a join."""
+        backlog = self._backlog
+        if backlog is not None:
+            backlog.append(frame)
+            if len(backlog) == BACKLOG_PAUSE:
+                self.wire.pause_reading()
+            return
+        self._handle(frame)
+
+    def _handle(self, frame: bytes) -> None:
         request = decode_request(frame)
         if isinstance(request, ProtocolError):
             self._reply_error(request)
@@ -154,7 +164,8 @@ class _ConnectionHandler:
                     accepted = self.node.publish(room, self.session.id, payload)
                     accepted.add_done_callback(partial(self._published, ref))
                 case JoinRoom(room=room, ref=ref):
-                    await self._join(room, ref)
+                    self._backlog = []
+                    self._joining = asyncio.get_running_loop().create_task(self._join(room, ref))
                 case LeaveRoom(room=room, ref=ref):
                     self.node.leave(room, self.session.id)
                     self._reply_ok(ref)
@@ -169,20 +180,40 @@ class _ConnectionHandler:
         except BackendUnavailable as exc:
             log.warning("join failed session=%s room=%s: %s", self.session.id, room, exc)
             self._reply_error(ProtocolError(ErrorCode.UNAVAILABLE, "backend unavailable", ref))
-            return
-        self.session.joined(room)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        self._reply_ok(ref)
+        else:
+            if self._closed:
+                # The client left while the node subscribed: undo at once.
+                self.node.leave(room, self.session.id)
+                return
+            self.session.joined(room)
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+            self._reply_ok(ref)
+        finally:
+            self._joining = None
+            self._resume()
+
+    def _resume(self) -> None:
+        backlog, self._backlog = self._backlog or [], None
+        if len(backlog) >= BACKLOG_PAUSE:
+            self.wire.resume_reading()
+        for index, frame in enumerate(backlog):
+            if self._closed:
+                return
+            self._handle(frame)
+            if self._backlog is not None:  # another join: the rest waits for it
+                self._backlog.extend(backlog[index + 1 :])
+                return
 
     def _published(self, ref: Ref | None, accepted: asyncio.Future[None]) -> None:
         if accepted.cancelled() or accepted.exception() is not None:
-            log.warning("publish failed session=%s: %s", self.session.id, accepted)
             message = "the backend could not take the publish; nothing was sent"
             self._reply_error(ProtocolError(ErrorCode.UNAVAILABLE, message, ref))
         else:
             self._reply_ok(ref)
+
+    # --- replies -------------------------------------------------------------
 
     def _reply_ok(self, ref: Ref | None) -> None:
         reply = ok(ref)
@@ -194,33 +225,21 @@ class _ConnectionHandler:
         log.info("error session=%s code=%s message=%s", self.session.id, error.code, error.message)
         self.outbox.send_payload(error_frame(error))
 
+    # --- policies ------------------------------------------------------------
+
     def _slow_consumer(self, buffered: int) -> None:
         log.warning(
-            "slow consumer session=%s peer=%s buffered=%d: closing",
+            "slow consumer session=%s peer=%s buffered=%d: closing with 1013",
             self.session.id,
-            self.peer,
+            self.wire.peer,
             buffered,
         )
         self.node.slow_consumers += 1
-        self._close_soon(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+        self.wire.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
 
     def _idle_timeout(self) -> None:
         self._idle_timer = None
-        log.info("idle session=%s peer=%s: no room joined; closing", self.session.id, self.peer)
-        self._close_soon(CloseCode.POLICY_VIOLATION, "idle: no room joined")
-
-    def _close_soon(self, code: int, reason: str) -> None:
-        if self._closing is None:
-            self.outbox.flush()
-            self._closing = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
-
-    async def _close(self, code: int, reason: str) -> None:
-        self.outbox.flush()
-        await self.ws.close(code, reason)
-
-
-def _peer(ws: ServerConnection) -> str:
-    address = ws.remote_address
-    if isinstance(address, tuple) and len(address) >= 2:
-        return f"{address[0]}:{address[1]}"
-    return str(address)
+        log.info(
+            "idle session=%s peer=%s: no room joined; closing", self.session.id, self.wire.peer
+        )
+        self.close(CloseCode.POLICY_VIOLATION, "idle: no room joined")

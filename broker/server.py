@@ -19,19 +19,18 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import msgspec
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from broker.backends.base import Backend
 from broker.backends.memory import MemoryBackend
 from broker.close_codes import CloseCode
 from broker.config import Config
-from broker.connection import ConnectionLimits, serve_connection
+from broker.connection import ClientConnection, ConnectionLimits
+from broker.listener import Listener
 from broker.metrics import render_metrics
 from broker.node import Node, new_node_id
 from broker.outbox import SlowConsumerPolicy
+from broker.wire import HttpRequest, Wire, WireSettings, http_response
 
 __all__ = ["build_backend", "drain", "run", "running_node"]
 
@@ -51,30 +50,19 @@ def build_backend(config: Config, node_id: str) -> Backend:
     return RedisBackend(redis_client_factory(config.redis_url), node_id, config.namespace)
 
 
-def _http_response(status: int, body: bytes, content_type: str) -> Response:
-    headers = Headers(
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-        ]
-    )
-    return Response(status, "OK" if status < 400 else "Error", headers, body)
-
-
 def _json_response(status: int, body: object) -> Response:
-    return _http_response(status, msgspec.json.encode(body), "application/json")
+    return http_response(status, msgspec.json.encode(body), "application/json")
 
 
 class _Routes:
-    """``process_request`` hook: plain HTTP endpoints, the connection limit,
-    and 404 for unknown paths."""
+    """The handshake hook: plain HTTP endpoints, the connection limit, and 404
+    for unknown paths; ``None`` lets the WebSocket handshake go on."""
 
     def __init__(self, node: Node, max_connections: int) -> None:
         self.node = node
         self.max_connections = max_connections
 
-    def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
+    def __call__(self, connection: Wire, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         node = self.node
         if path == WS_PATH:
@@ -99,16 +87,42 @@ class _Routes:
             # Answering at all shows the loop runs; the lag shows how well.
             return _json_response(200, {"status": "alive", "loop_lag_seconds": node.loop_lag})
         if path == "/metrics":
-            return _http_response(200, render_metrics(node), PROMETHEUS_TEXT)
-        return _http_response(404, b"not found\n", "text/plain; charset=utf-8")
+            return http_response(200, render_metrics(node), PROMETHEUS_TEXT)
+        return http_response(404, b"not found\n", "text/plain; charset=utf-8")
+
+
+class _NodeApp:
+    """What every connection of a node reports to (a :class:`~broker.wire.WireApp`)."""
+
+    def __init__(self, node: Node, routes: _Routes, limits: ConnectionLimits) -> None:
+        self.node = node
+        self.routes = routes
+        self.limits = limits
+
+    def route(self, wire: Wire, request: Request) -> Response | None:
+        return self.routes(wire, request)
+
+    def route_body(self, wire: Wire, request: HttpRequest) -> Response:
+        return http_response(404, b"not found\n", "text/plain; charset=utf-8")
+
+    def opened(self, wire: Wire) -> None:
+        connection = ClientConnection(self.node, wire, self.limits)
+        wire.session = connection
+        connection.open()
+
+    def text(self, wire: Wire, data: bytes) -> None:
+        wire.session.receive(data)
+
+    def closed(self, wire: Wire) -> None:
+        wire.session.closed()
 
 
 @contextlib.asynccontextmanager
-async def running_node(config: Config) -> AsyncIterator[tuple[Node, Server]]:
-    """Start a node and its server; on exit, close what is left with 1001.
+async def running_node(config: Config) -> AsyncIterator[tuple[Node, Listener]]:
+    """Start a node and its listener; on exit, close what is left with 1001.
 
     Yields:
-        The node and the listening server (``server.sockets`` tells the port).
+        The node and its listener (``listener.sockets`` tells the port).
     """
     node_id = config.node_id or new_node_id()
     node = Node(node_id, build_backend(config, node_id))
@@ -124,55 +138,36 @@ async def running_node(config: Config) -> AsyncIterator[tuple[Node, Server]]:
         ),
         idle_timeout=config.idle_timeout,
     )
-
-    async def handler(ws: ServerConnection) -> None:
-        await serve_connection(node, ws, limits)
-
+    app = _NodeApp(node, _Routes(node, config.max_connections), limits)
+    settings = WireSettings(
+        max_size=config.max_message_size,
+        handshake_timeout=config.handshake_timeout,
+        close_timeout=config.close_timeout,
+        compression=config.compression,
+    )
+    listener = Listener(app, settings, config.ping_interval, config.ping_timeout)
     try:
-        server = await serve(
-            handler,
-            config.host,
-            config.port,
-            process_request=_Routes(node, config.max_connections),
-            compression="deflate" if config.compression else None,
-            max_size=config.max_message_size,
-            max_queue=16,
-            ping_interval=config.ping_interval or None,
-            ping_timeout=config.ping_timeout or None,
-            close_timeout=config.close_timeout,
-            open_timeout=config.handshake_timeout,
-            server_header=None,
-            reuse_port=config.reuse_port,
-        )
+        await listener.start(config.host, config.port, reuse_port=config.reuse_port)
     except BaseException:
         await node.close()
         raise
     try:
-        yield node, server
+        yield node, listener
     finally:
         node.draining = True
         node.flush()
-        server.close(close_connections=True)
-        await server.wait_closed()
+        await listener.drain(0.0, CloseCode.GOING_AWAY, "going away")
+        await listener.close()
         await node.close()
 
 
-async def drain(node: Node, server: Server, seconds: float) -> None:
+async def drain(node: Node, listener: Listener, seconds: float) -> None:
     """Stop accepting and close every client with 1001, spread over ``seconds``."""
     node.draining = True
-    server.close(close_connections=False)
-    connections = [c for c in server.connections if c.protocol.state is State.OPEN]
-    log.info("draining %d connections over %.1fs", len(connections), seconds)
+    listener.stop_accepting()
+    log.info("draining %d connections over %.1fs", len(listener.open_wires()), seconds)
     node.flush()
-    closing: list[asyncio.Task[None]] = []
-    pause = seconds / len(connections) if connections and seconds > 0 else 0.0
-    for index, connection in enumerate(connections):
-        if index and pause:
-            await asyncio.sleep(pause)
-        closing.append(asyncio.create_task(connection.close(CloseCode.GOING_AWAY, "draining")))
-    if closing:
-        await asyncio.wait(closing)
-    await server.wait_closed()
+    await listener.drain(seconds, CloseCode.GOING_AWAY, "draining")
 
 
 async def run(config: Config) -> int:
@@ -188,8 +183,8 @@ async def run(config: Config) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    async with running_node(config) as (node, server):
-        ports = sorted({sock.getsockname()[1] for sock in server.sockets})
+    async with running_node(config) as (node, listener):
+        ports = sorted({sock.getsockname()[1] for sock in listener.sockets})
         log.info(
             "node %s listening on %s port %s (ws path %s, backend %s)",
             node.id,
@@ -200,6 +195,6 @@ async def run(config: Config) -> int:
         )
         await stop.wait()
         log.info("node %s draining: closing clients with 1001", node.id)
-        await drain(node, server, config.drain_seconds)
+        await drain(node, listener, config.drain_seconds)
     log.info("node %s stopped", node.id)
     return 0

@@ -56,12 +56,22 @@ def decode_request(frame: bytes | str) -> ClientMessage | ProtocolError:
     :class:`ProtocolError` whose ``ref`` echoes the request's when it could
     be read.
     """
+    if isinstance(frame, bytes) and not frame.isascii():
+        # msgspec does not check the UTF-8 of a Raw body, which would then be
+        # fanned out to every member as an invalid text frame.
+        try:
+            frame.decode()
+        except UnicodeDecodeError as exc:
+            return ProtocolError(ErrorCode.BAD_JSON, f"invalid UTF-8: {exc.reason}")
     try:
         request = _request_decoder.decode(frame)
     except msgspec.ValidationError as exc:
+        if not _well_formed(frame):
+            # msgspec may stop at a bad tag before it reaches a syntax error.
+            return ProtocolError(ErrorCode.BAD_JSON, "JSON is malformed")
         return ProtocolError(ErrorCode.BAD_MESSAGE, str(exc), _salvage_ref(frame))
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        # msgspec reports invalid UTF-8 inside a string as UnicodeDecodeError.
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        # UnicodeError: a str frame with lone surrogates, for instance.
         return ProtocolError(ErrorCode.BAD_JSON, str(exc))
     if isinstance(request, Join | Leave | Say) and not is_valid_room(request.room):
         return ProtocolError(
@@ -84,6 +94,14 @@ def decode_server_message(frame: bytes | str) -> ServerMessage:
 def error_frame(error: ProtocolError) -> bytes:
     """Encode ``error`` as the ``error`` reply the contract prescribes."""
     return _encoder.encode(Error(ref=error.ref, code=error.code.value, message=error.message))
+
+
+def _well_formed(frame: bytes | str) -> bool:
+    try:
+        msgspec.json.decode(frame)
+    except msgspec.DecodeError:
+        return False
+    return True
 
 
 def _salvage_ref(frame: bytes | str) -> Ref | None:

@@ -360,8 +360,14 @@ class RedisBackend:
             # Unanswered canaries older than the timeout are misses; keep few.
             for seq in [s for s, t in self._canary_sent.items() if now - t > self._canary_timeout]:
                 del self._canary_sent[seq]
-            with contextlib.suppress(*_IO_ERRORS):
+            # The canary also probes the publisher connection, so a node whose
+            # last say failed becomes healthy again without another say.
+            try:
                 await self._pub_client.publish(self._node_channel, str(self._canary_seq))
+            except _IO_ERRORS:
+                self._pub_up = False
+            else:
+                self._pub_up = True
 
     async def _rebuild_deaf_subscriber(self) -> None:
         # Closing the subscriber makes the reader's get_message fail, and the
