@@ -23,7 +23,7 @@ import pytest
 
 from tests.reliability.conftest import ROOM
 from tests.reliability.observe import eventually, health, scrape
-from tests.support.processes import BrokerProcess, RedisServer
+from tests.support.processes import BrokerProcess, RedisServer, http_get
 from tests.support.wire import Frame, WireClient
 
 pytestmark = pytest.mark.redis
@@ -204,6 +204,19 @@ async def test_while_redis_is_down_local_membership_is_kept(
         assert scrape(node).value("roomcast_memberships") == 1
     await a.expect_silence(0.2)
     await b.expect_silence(0.2)
+
+
+@pytest.mark.parametrize("fault", ["kill"], indirect=True)
+async def test_while_redis_is_down_livez_stays_200(
+    fault: RedisFault, nodes: tuple[BrokerProcess, BrokerProcess]
+) -> None:
+    """Liveness is about the process, not its backend: an orchestrator must
+    not restart nodes because Redis is away."""
+    await fault.begin()
+    await eventually(lambda: all_health(nodes, 503), timeout=5)
+
+    for node in nodes:
+        assert http_get(node.http + "/livez")[0] == 200
 
 
 @pytest.mark.parametrize("fault", STALLS, indirect=True)
