@@ -58,13 +58,14 @@ MAIN_CONF = """\
 # Written by deploy/local-cluster for this run only.
 {user}
 worker_processes 1;
-worker_rlimit_nofile 16384;
+worker_rlimit_nofile 32768;
 daemon off;
 pid {state}/nginx.pid;
 error_log {state}/nginx-error.log notice;
 
 events {{
-    worker_connections 8192;
+    # Two per proxied WebSocket: about 8,000 clients.
+    worker_connections 16384;
 }}
 
 http {{

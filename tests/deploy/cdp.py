@@ -248,7 +248,7 @@ class Page:
 
     async def press_enter(self) -> None:
         """Press and release Enter in the focused element (submits its form)."""
-        key = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
+        key: dict[str, Any] = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
         await self.send("Input.dispatchKeyEvent", type="keyDown", text="\r", **key)
         await self.send("Input.dispatchKeyEvent", type="keyUp", **key)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -122,3 +124,16 @@ def test_load_balancer_renders_the_shared_template_for_every_broker() -> None:
         assert f"server {name}:{port};" in rendered
     assert volumes[env["ROOMCAST_DEMO_ROOT"]] == str(REPO / "deploy" / "demo")
     assert f"listen {env['ROOMCAST_LISTEN']};" in rendered
+
+
+def test_load_balancer_has_room_for_thousands_of_websockets() -> None:
+    # Each proxied WebSocket holds two connections in nginx; the image's own
+    # nginx.conf allows only 1024 per worker.
+    lb = _service("lb")
+    volumes = {v.split(":")[1]: v.split(":")[0] for v in lb["volumes"]}
+    main_conf = Path(volumes["/etc/nginx/nginx.conf"]).read_text()
+    worker_connections = int(re.search(r"worker_connections\s+(\d+);", main_conf)[1])  # type: ignore[index]
+
+    assert worker_connections >= 16384
+    assert lb["ulimits"]["nofile"] >= 2 * worker_connections
+    assert "include /etc/nginx/conf.d/*.conf;" in main_conf
