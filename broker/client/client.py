@@ -80,6 +80,14 @@ class _NotSent(Exception):
 class Client:
     """A client of a roomcast broker; create it with :func:`connect`.
 
+    Requests (:meth:`join`, :meth:`leave`, :meth:`say`, :meth:`ping`) may be
+    made from any number of tasks at once. Events are read with ``async for
+    event in client`` (or :meth:`receive`, or a :meth:`room` view); unread
+    ones wait in a bounded queue that drops its oldest when full (see
+    :mod:`broker.client.inbox`). When the connection drops, the client
+    reconnects, re-joins its rooms and emits :class:`Reconnected`, as
+    :mod:`broker.client.backoff` rules.
+
     Args:
         urls: the broker's WebSocket URL, or several (nodes of one cluster):
             reconnects go to the next one in turn.
@@ -127,6 +135,7 @@ class Client:
         self._session = ""
         self._node = ""
         self._reconnects = 0
+        self._opened = False
 
     # --- state ---------------------------------------------------------------
 
@@ -178,7 +187,11 @@ class Client:
 
         Raises:
             ConnectFailed: no URL could be connected to; the last failure is chained.
+            RuntimeError: the client was opened before.
         """
+        if self._opened:
+            raise RuntimeError("a Client opens once; connect() again for a new one")
+        self._opened = True
         failure: BaseException | None = None
         for index, url in enumerate(self._urls):
             try:
@@ -214,7 +227,7 @@ class Client:
             await asyncio.gather(self._reader, return_exceptions=True)
 
     async def __aenter__(self) -> Client:
-        return self
+        return self if self._opened else await self.open()
 
     async def __aexit__(
         self,
