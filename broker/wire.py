@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol, cast
 
 from websockets.datastructures import Headers
@@ -78,8 +78,9 @@ class WireApp(Protocol):
     def route(self, wire: Wire, request: Request) -> Response | None:
         """Answer a GET request, or return ``None`` to open a WebSocket."""
 
-    def route_body(self, wire: Wire, request: HttpRequest) -> Response:
-        """Answer a request that carries a body (``POST``)."""
+    def route_body(self, wire: Wire, request: HttpRequest) -> Response | Awaitable[Response]:
+        """Answer a request that carries a body (``POST``): at once, or with an
+        awaitable the wire owns (reading pauses; the handshake timeout bounds it)."""
 
     def opened(self, wire: Wire) -> None:
         """The WebSocket is open; from now on ``text`` may be called."""
@@ -135,6 +136,7 @@ class Wire(asyncio.Protocol):
     """
 
     __slots__ = (
+        "_answer",
         "_fragments",
         "_head",
         "_registry",
@@ -166,6 +168,7 @@ class Wire(asyncio.Protocol):
         self._head: bytearray | None = bytearray()
         self._fragments: list[bytes] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._answer: asyncio.Future[Response] | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------
 
@@ -182,18 +185,25 @@ class Wire(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Feed the HTTP parser or the WebSocket protocol."""
-        ws = self.ws
-        if ws is not None and self._head is None:
-            self.last_seen = asyncio.get_running_loop().time()
-            self.ping_sent = 0.0
-            ws.receive_data(data)
-            self._events(ws)
-            return
-        self._read_head(data)
+        try:
+            ws = self.ws
+            if ws is not None and self._head is None:
+                self.last_seen = asyncio.get_running_loop().time()
+                self.ping_sent = 0.0
+                ws.receive_data(data)
+                self._events(ws)
+            else:
+                self._read_head(data)
+        except Exception:
+            # A bug must cost this connection only, never the node.
+            log.exception("connection failed peer=%s", self.peer)
+            self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Tell the application, once."""
         self._cancel_timer()
+        if self._answer is not None:
+            self._answer.cancel()
         self._registry.discard(self)
         if self.session is not None:
             self.app.closed(self)
@@ -300,7 +310,25 @@ class Wire(asyncio.Protocol):
         if len(head) - body_start < length:
             return  # wait for the rest of the body
         body = bytes(head[body_start : body_start + length])
-        self._respond(self.app.route_body(self, HttpRequest(method, path, headers, body)))
+        answer = self.app.route_body(self, HttpRequest(method, path, headers, body))
+        if isinstance(answer, Response):
+            self._respond(answer)
+            return
+        # One request per connection: read nothing more while it is answered.
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self._answer = asyncio.ensure_future(answer)
+        self._answer.add_done_callback(self._answered)
+
+    def _answered(self, answer: asyncio.Future[Response]) -> None:
+        self._answer = None
+        if answer.cancelled() or self.transport is None or self.transport.is_closing():
+            return
+        if answer.exception() is not None:
+            log.error("POST handler failed peer=%s", self.peer, exc_info=answer.exception())
+            self._respond(http_response(500, b"internal error\n", "text/plain"))
+        else:
+            self._respond(answer.result())
 
     def _respond(self, response: Response) -> None:
         self._head = None
