@@ -53,6 +53,7 @@ from protocol import (
     Ok,
     Ping,
     Pong,
+    Refresh,
     Say,
     Welcome,
     decode_server_message,
@@ -99,6 +100,9 @@ class Client:
             client's and each room view's); beyond, the oldest is dropped.
         open_timeout: seconds allowed to open a connection and get ``welcome``.
         headers: extra HTTP headers for every handshake.
+        token: a JSON Web Token for brokers that require one, sent as
+            ``Authorization: Bearer`` on every handshake (:meth:`refresh`
+            replaces it).
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class Client:
         max_queue: int = 1000,
         open_timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
         self._urls = (urls,) if isinstance(urls, str) else tuple(urls)
         if not self._urls:
@@ -119,7 +124,8 @@ class Client:
         self._policy = Reconnect() if reconnect is True else (reconnect or None)
         self._max_queue = max_queue
         self._open_timeout = open_timeout
-        self._headers = dict(headers) if headers else None
+        self._headers = dict(headers) if headers else {}
+        self._token = token
         self._rng = random.Random()
         self._inbox: Inbox[Event] = Inbox(max_queue, "roomcast client queue")
         self._views: dict[str, set[RoomView]] = {}
@@ -134,6 +140,7 @@ class Client:
         self._end_error: ClientClosed | None = None  # what iteration raises at the end
         self._session = ""
         self._node = ""
+        self._user: str | None = None
         self._reconnects = 0
         self._opened = False
 
@@ -148,6 +155,11 @@ class Client:
     def node(self) -> str:
         """The node serving the current session (from the last ``welcome``)."""
         return self._node
+
+    @property
+    def user(self) -> str | None:
+        """The authenticated user (the token's ``sub``), ``None`` when anonymous."""
+        return self._user
 
     @property
     def rooms(self) -> frozenset[str]:
@@ -196,7 +208,7 @@ class Client:
         for index, url in enumerate(self._urls):
             try:
                 ws, welcome = await open_connection(
-                    url, open_timeout=self._open_timeout, headers=self._headers
+                    url, open_timeout=self._open_timeout, headers=self._handshake_headers()
                 )
             except OPEN_ERRORS as exc:
                 failure = exc
@@ -317,6 +329,26 @@ class Client:
         await self._request(Kind.PING, None, lambda ref: Ping(ref=ref), timeout)
         return time.monotonic() - started
 
+    async def refresh(self, token: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Replace the connection's token before it expires (docs/PROTOCOL-ADDITIONS.md).
+
+        Once the broker accepts it, later reconnects present it too.
+
+        Args:
+            token: the new JSON Web Token, of the same user.
+            timeout: seconds allowed; the client's default if ``None``.
+
+        Raises:
+            Unauthorized: the token is invalid, of another user, or the broker
+                does not use tokens.
+            Forbidden: it no longer grants a room the client is in.
+            RequestTimeout: no reply (or no connection) within the timeout.
+            ConnectionLost: the connection ended before the reply.
+            ClientClosed: the client has ended.
+        """
+        await self._request(Kind.REFRESH, None, lambda ref: Refresh(token=token, ref=ref), timeout)
+        self._token = token
+
     async def _request(
         self,
         kind: Kind,
@@ -425,10 +457,16 @@ class Client:
 
     # --- the connection --------------------------------------------------------
 
+    def _handshake_headers(self) -> dict[str, str]:
+        if self._token is None:
+            return self._headers
+        return {**self._headers, "Authorization": f"Bearer {self._token}"}
+
     def _attach(self, ws: ClientConnection, welcome: Welcome) -> None:
         self._ws = ws
         self._session = welcome.session
         self._node = welcome.node
+        self._user = None if isinstance(welcome.user, msgspec.UnsetType) else welcome.user
         self._reader = asyncio.get_running_loop().create_task(
             self._read(ws), name=f"roomcast-reader-{welcome.session}"
         )
@@ -545,7 +583,7 @@ class Client:
             self._next_url = (self._next_url + 1) % len(self._urls)
             try:
                 ws, welcome = await open_connection(
-                    url, open_timeout=self._open_timeout, headers=self._headers
+                    url, open_timeout=self._open_timeout, headers=self._handshake_headers()
                 )
             except OPEN_ERRORS as exc:
                 status = refused_status(exc)
@@ -648,6 +686,7 @@ def connect(
     max_queue: int = 1000,
     open_timeout: float = 10.0,
     headers: Mapping[str, str] | None = None,
+    token: str | None = None,
 ) -> _Connect:
     """Connect to a broker: ``async with connect(url) as client:`` or ``await connect(url)``.
 
@@ -663,6 +702,7 @@ def connect(
             logged as a warning).
         open_timeout: seconds to open a connection and get ``welcome``.
         headers: extra HTTP headers for the handshake.
+        token: a JSON Web Token, for brokers that require one.
 
     Returns:
         An awaitable / async context manager giving the open :class:`Client`
@@ -679,5 +719,6 @@ def connect(
             max_queue=max_queue,
             open_timeout=open_timeout,
             headers=headers,
+            token=token,
         )
     )

@@ -35,6 +35,7 @@ class Kind(Enum):
     LEAVE = "leave"
     SAY = "say"
     PING = "ping"
+    REFRESH = "refresh"
 
 
 @dataclass(slots=True)

@@ -207,7 +207,11 @@ async def say(args: argparse.Namespace) -> int:
     _quiet_logging()
     try:
         async with connect(
-            args.url, reconnect=False, request_timeout=args.timeout, open_timeout=args.timeout
+            args.url,
+            token=args.token,
+            reconnect=False,
+            request_timeout=args.timeout,
+            open_timeout=args.timeout,
         ) as client:
             await client.join(args.room)
             await client.say(args.room, parse_body(args.body))
@@ -219,10 +223,12 @@ async def say(args: argparse.Namespace) -> int:
 # --- listen ------------------------------------------------------------------
 
 
-async def _joined_client(tool: str, url: str, rooms: Sequence[str]) -> Client | int:
+async def _joined_client(
+    tool: str, url: str, rooms: Sequence[str], token: str | None
+) -> Client | int:
     """An open client in every room, or the exit code of the failure."""
     try:
-        client = await connect(url)
+        client = await connect(url, token=token)
     except ClientError as error:
         return _fail(tool, error)
     try:
@@ -238,7 +244,7 @@ async def listen(args: argparse.Namespace) -> int:
     """``broker listen URL ROOM... [--json]``; returns the exit code."""
     _quiet_logging()
     stop = _stop_on_signals()
-    client = await _joined_client("listen", args.url, args.rooms)
+    client = await _joined_client("listen", args.url, args.rooms, args.token)
     if isinstance(client, int):
         return client
     async with client:
@@ -292,7 +298,7 @@ async def chat(args: argparse.Namespace) -> int:
     """``broker chat URL [--room ROOM] [--name NAME]``; returns the exit code."""
     _quiet_logging()
     stop = _stop_on_signals()
-    client = await _joined_client("chat", args.url, [args.room])
+    client = await _joined_client("chat", args.url, [args.room], args.token)
     if isinstance(client, int):
         return client
     async with client:

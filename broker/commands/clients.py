@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,14 @@ def _runner(tool: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _add_token(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("BROKER_TOKEN"),
+        help="JSON Web Token for brokers that require one [env BROKER_TOKEN]",
+    )
+
+
 def register(subparsers: Any) -> None:
     """Add ``chat``, ``say`` and ``listen``."""
     chat = subparsers.add_parser(
@@ -37,6 +46,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     chat.add_argument("url", metavar="URL", help="broker URL, e.g. ws://127.0.0.1:8765/ws")
+    _add_token(chat)
     chat.add_argument("--room", default="lobby", help="room to chat in [default lobby]")
     chat.add_argument("--name", help="name sent with every line")
     chat.set_defaults(func=_runner("chat"))
@@ -51,6 +61,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     say.add_argument("url", metavar="URL", help="broker URL, e.g. ws://127.0.0.1:8765/ws")
+    _add_token(say)
     say.add_argument("room", metavar="ROOM")
     say.add_argument("body", metavar="BODY")
     say.add_argument("--timeout", type=float, default=10.0, help="seconds [default 10]")
@@ -65,6 +76,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     listen.add_argument("url", metavar="URL", help="broker URL, e.g. ws://127.0.0.1:8765/ws")
+    _add_token(listen)
     listen.add_argument("rooms", metavar="ROOM", nargs="+")
     listen.add_argument("--json", action="store_true", help="one JSON object per line")
     listen.set_defaults(func=_runner("listen"))

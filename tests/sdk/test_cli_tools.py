@@ -16,6 +16,7 @@ import pytest
 from broker.client import decode_body
 from tests.conftest import BrokerFactory
 from tests.sdk.conftest import SdkFactory, next_message
+from tests.security.tokens import SECRET, hs256, rooms
 from tests.support.processes import REPO, BrokerProcess, free_port
 
 
@@ -220,3 +221,17 @@ def test_parsing_arguments_loads_no_client_code() -> None:
     )
 
     assert result.stdout.strip() == "[]", result.stderr
+
+
+async def test_say_presents_its_token_and_reports_forbidden(
+    broker: BrokerFactory, tool: ToolFactory
+) -> None:
+    secured = broker("--jwt-secret", SECRET)
+    allowed = await tool("say", secured.url, "lobby", "hi", "--token", hs256())
+    read_only = hs256(rooms=rooms(("lobby", "join")))
+    refused = await tool("say", secured.url, "lobby", "hi", "--token", read_only)
+
+    assert (await allowed.finish())[0] == 0
+    code, _, err = await refused.finish()
+    assert code == 2
+    assert err.startswith("broker say: forbidden: ")
