@@ -306,6 +306,7 @@ export class RoomcastClient extends EventTarget {
     } catch {
       return; // not ours to fix: the protocol only sends JSON objects
     }
+    if (frame === null || typeof frame !== "object") return;
     switch (frame.type) {
       case "welcome":
         this._clearTimer(deadline);

@@ -121,7 +121,7 @@ def test_load_balancer_renders_the_shared_template_for_every_broker() -> None:
     assert "${ROOMCAST_" not in rendered
     for name in BROKERS:
         port = _service(name)["environment"]["BROKER_PORT"]
-        assert f"server {name}:{port};" in rendered
+        assert re.search(rf"server {name}:{port}( resolve)?;", rendered)
     assert volumes[env["ROOMCAST_DEMO_ROOT"]] == str(REPO / "deploy" / "demo")
     assert f"listen {env['ROOMCAST_LISTEN']};" in rendered
 
@@ -137,3 +137,17 @@ def test_load_balancer_has_room_for_thousands_of_websockets() -> None:
     assert worker_connections >= 16384
     assert lb["ulimits"]["nofile"] >= 2 * worker_connections
     assert "include /etc/nginx/conf.d/*.conf;" in main_conf
+
+
+def test_load_balancer_looks_up_recreated_brokers_again() -> None:
+    # A recreated container may get a new address; nginx resolves upstream
+    # names once at start unless a server says "resolve" and a resolver is set.
+    lb = _service("lb")
+    volumes = {v.split(":")[1]: v.split(":")[0] for v in lb["volumes"]}
+    main_conf = Path(volumes["/etc/nginx/nginx.conf"]).read_text()
+    servers = lb["environment"]["ROOMCAST_UPSTREAM_SERVERS"]
+
+    assert servers.count(" resolve;") == len(BROKERS)
+    assert re.search(r"^\s*resolver 127\.0\.0\.11\b", main_conf, re.M)
+    image_version = re.fullmatch(r"nginx:1\.(\d+)(\.\d+)?-alpine", lb["image"])
+    assert image_version is not None and int(image_version[1]) >= 27  # resolve: 1.27.3+
