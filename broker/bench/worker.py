@@ -18,7 +18,7 @@ import time
 import msgspec
 
 from broker.bench.histogram import Histogram
-from broker.bench.member import Member, Publisher, Tally
+from broker.bench.member import Member, Tally
 from broker.bench.messages import (
     Close,
     Command,
@@ -34,8 +34,9 @@ from broker.bench.messages import (
     Warm,
     Warmed,
 )
+from broker.bench.publisher import Publisher
 
-__all__ = ["main", "raise_open_file_limit"]
+__all__ = ["CoordinatorGone", "main", "raise_open_file_limit"]
 
 _LINE_LIMIT = 64 << 20
 _CONNECT_TIMEOUT = 30.0
@@ -56,9 +57,16 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class CoordinatorGone(Exception):
+    """Our stdout is closed: nobody reads the reports any more."""
+
+
 def _report(report: Report) -> None:
-    sys.stdout.buffer.write(_encode(report) + b"\n")
-    sys.stdout.buffer.flush()
+    try:
+        sys.stdout.buffer.write(_encode(report) + b"\n")
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        raise CoordinatorGone from None
 
 
 class Worker:
@@ -249,7 +257,12 @@ def main() -> int:
     from broker.runtime import run_async
 
     raise_open_file_limit()
-    run_async(_main())
+    try:
+        run_async(_main())
+    except CoordinatorGone:
+        # Python's docs on SIGPIPE: point stdout at devnull so that the
+        # flush at exit does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

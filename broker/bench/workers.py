@@ -38,9 +38,15 @@ class WorkerFailed(RuntimeError):
 
 
 class _Worker:
-    def __init__(self, proc: subprocess.Popen[bytes], reader: asyncio.StreamReader) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        reader: asyncio.StreamReader,
+        transport: asyncio.ReadTransport,
+    ) -> None:
         self.proc = proc
         self.reader = reader
+        self.transport = transport
 
     def send(self, command: Command) -> None:
         assert self.proc.stdin is not None
@@ -53,8 +59,7 @@ class _Worker:
     async def report(self) -> Report:
         line = await self.reader.readline()
         if not line:
-            code = self.proc.wait()
-            raise WorkerFailed(f"worker {self.proc.pid} exited with {code}")
+            raise WorkerFailed(f"worker {self.proc.pid} exited (status {self.proc.poll()})")
         return _report_decoder.decode(line)
 
     async def expect(self, kind: type[R]) -> R:
@@ -81,8 +86,13 @@ class WorkerPool:
             proc = children.start_python(f"worker{index}", "-m", "broker.bench.worker", pipes=True)
             assert proc.stdout is not None
             reader = asyncio.StreamReader(limit=_LINE_LIMIT)
-            await loop.connect_read_pipe(partial(asyncio.StreamReaderProtocol, reader), proc.stdout)
-            worker = _Worker(proc, reader)
+            transport, _ = await loop.connect_read_pipe(
+                partial(asyncio.StreamReaderProtocol, reader), proc.stdout
+            )
+            # The transport owns the pipe now and closes it: closing it again
+            # later (Children.end_all) could close a reused descriptor.
+            proc.stdout = None
+            worker = _Worker(proc, reader, transport)
             worker.send(setup)
             workers.append(worker)
         pool = cls(workers, setups)
@@ -137,6 +147,8 @@ class WorkerPool:
         finally:
             published.cancel()
             results.cancel()
+            # Retrieve whatever they ended with (a worker's failure is raised above).
+            await asyncio.gather(published, results, return_exceptions=True)
 
     async def close(self) -> None:
         """Tell every worker to close its connections and exit; wait until they have.
@@ -150,3 +162,5 @@ class WorkerPool:
             async with asyncio.timeout(_CLOSE_TIMEOUT):
                 # Each worker's stdout reaches EOF when the process exits.
                 await asyncio.gather(*(w.reader.read() for w in self._workers))
+        for worker in self._workers:
+            worker.transport.close()

@@ -1,0 +1,266 @@
+"""``broker bench`` end to end, at small sizes: every expected delivery arrives
+exactly once and in order, and the JSON record has its documented keys.
+
+Smoke tests of correctness, never of speed: no number is compared with a
+threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.processes import REPO, RedisServer
+
+RECORD_KEYS = {
+    "tool",
+    "record_version",
+    "scenario",
+    "started_at",
+    "elapsed_s",
+    "machine",
+    "params",
+    "results",
+    "comparison",
+    "ok",
+}
+MACHINE_KEYS = {"cores", "cpu_model", "os", "python", "python_implementation", "packages", "uvloop"}
+RESULT_KEYS = {
+    "target",
+    "backend",
+    "nodes",
+    "urls",
+    "spawned",
+    "server_pids",
+    "ok",
+    "problems",
+    "warnings",
+    "metrics",
+    "workers",
+}
+DELIVERY_KEYS = {
+    "expected_deliveries",
+    "deliveries",
+    "missing",
+    "duplicates",
+    "out_of_order",
+    "unexpected",
+    "errors",
+    "closed_connections",
+    "says",
+    "acks",
+    "window_s",
+    "deliveries_per_s",
+    "says_per_s",
+    "latency_us",
+    "offered_says_per_s",
+    "offered_deliveries_per_s",
+    "rate_held",
+    "max_publisher_lag_ms",
+    "server_cpu_s",
+    "server_cpu_us_per_delivery",
+    "setup_s",
+}
+LATENCY_KEYS = {"count", "p50", "p99", "p99_9", "max", "mean"}
+WORKER_KEYS = {"pid", "role", "connections", "cpu_percent"}
+
+
+def bench(*args: str, expect_code: int = 0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m broker bench ...`` and require its exit code."""
+    result = subprocess.run(
+        [sys.executable, "-m", "broker", "bench", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=90,
+    )
+    assert result.returncode == expect_code, result.stderr
+    return result
+
+
+def record_of(*args: str) -> dict[str, Any]:
+    """The JSON record of a successful run (the table goes to stderr)."""
+    result = bench(*args, "--json", "--timeout", "60")
+    record: dict[str, Any] = json.loads(result.stdout)
+    assert "result: OK" in result.stderr
+    return record
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def assert_exact_deliveries(metrics: dict[str, Any], expected: int) -> None:
+    assert metrics["expected_deliveries"] == expected
+    assert metrics["deliveries"] == expected
+    counts = [metrics[k] for k in ("missing", "duplicates", "out_of_order", "unexpected")]
+    assert counts == [0, 0, 0, 0]
+    assert metrics["errors"] == {}
+    assert metrics["closed_connections"] == 0
+    assert metrics["latency_us"]["count"] == expected
+
+
+def assert_record_shape(record: dict[str, Any], scenario: str) -> None:
+    assert set(record) == RECORD_KEYS
+    assert record["tool"] == "broker bench"
+    assert record["scenario"] == scenario
+    assert record["ok"] is True
+    assert set(record["machine"]) == MACHINE_KEYS
+    assert record["machine"]["cores"] == os.cpu_count()
+    assert {"websockets", "msgspec", "redis", "uvloop"} <= set(record["machine"]["packages"])
+    for result in record["results"]:
+        assert set(result) == RESULT_KEYS
+        assert result["ok"] is True
+        assert result["problems"] == []
+        assert all(set(w) == WORKER_KEYS for w in result["workers"])
+        # Every process the run started is gone when it returns.
+        assert not any(alive(pid) for pid in result["server_pids"])
+        assert not any(alive(w["pid"]) for w in result["workers"])
+
+
+def test_fanout_delivers_every_message_to_every_member_once_in_order() -> None:
+    record = record_of("fanout", "--spawn", "--members", "20", "--messages", "50")
+
+    assert_record_shape(record, "fanout")
+    (result,) = record["results"]
+    metrics = result["metrics"]
+    assert set(metrics) == DELIVERY_KEYS
+    assert set(metrics["latency_us"]) == LATENCY_KEYS
+    assert_exact_deliveries(metrics, 20 * 50)
+    assert metrics["says"] == metrics["acks"] == 50
+    assert metrics["server_cpu_us_per_delivery"] is not None
+    assert metrics["rate_held"] is None
+    assert (result["target"], result["backend"], result["spawned"]) == ("roomcast", "memory", True)
+    assert [w["role"] for w in result["workers"]] == ["publisher", "members"]
+    params = record["params"]
+    assert (params["members"], params["messages"], params["body_size"]) == (20, 50, 200)
+    assert (params["window"], params["clients_procs"]) == (64, 1)
+
+
+def test_fanout_at_an_offered_rate_says_whether_it_held() -> None:
+    record = record_of("fanout", "--spawn", "--members", "10", "--messages", "20", "--rate", "2000")
+
+    metrics = record["results"][0]["metrics"]
+    assert_exact_deliveries(metrics, 10 * 20)
+    assert metrics["offered_deliveries_per_s"] == 2000
+    assert metrics["offered_says_per_s"] == 200
+    assert isinstance(metrics["rate_held"], bool)
+
+
+def test_chat_checks_every_members_messages_across_workers() -> None:
+    record = record_of(
+        "chat", "--spawn", "--rooms", "4", "--room-size", "3", "--messages", "5",
+        "--say-rate", "50", "--clients-procs", "2",
+    )  # fmt: skip
+
+    assert_record_shape(record, "chat")
+    result = record["results"][0]
+    # Each of 12 members says 5 messages, heard by the 2 others in its room.
+    assert_exact_deliveries(result["metrics"], 12 * 5 * 2)
+    assert result["metrics"]["says"] == 60
+    assert [w["connections"] for w in result["workers"]] == [6, 6]
+
+
+def test_idle_reports_server_memory_per_connection() -> None:
+    record = record_of("idle", "--spawn", "--connections", "60", "--room-size", "6")
+
+    assert_record_shape(record, "idle")
+    metrics = record["results"][0]["metrics"]
+    assert (metrics["connections"], metrics["rooms"]) == (60, 10)
+    assert metrics["rss_before_bytes"] > 0
+    assert metrics["rss_after_bytes"] > 0
+    assert isinstance(metrics["rss_per_connection_bytes"], float)
+
+
+def test_connect_reports_the_storm() -> None:
+    record = record_of("connect", "--spawn", "--connections", "60", "--clients-procs", "2")
+
+    assert_record_shape(record, "connect")
+    metrics = record["results"][0]["metrics"]
+    assert (metrics["joined"], metrics["failed"]) == (60, 0)
+    assert metrics["connections_per_s"] > 0
+    assert metrics["time_to_joined_us"]["count"] == 60
+    assert metrics["server_cpu_us_per_connection"] is not None
+
+
+def test_compare_runs_the_textbook_baseline_with_the_same_load() -> None:
+    record = record_of(
+        "fanout", "--spawn", "--compare", "textbook", "--members", "10", "--messages", "20"
+    )
+
+    assert_record_shape(record, "fanout")
+    ours, textbook = record["results"]
+    assert (ours["target"], textbook["target"]) == ("roomcast", "textbook")
+    assert_exact_deliveries(ours["metrics"], 200)
+    assert_exact_deliveries(textbook["metrics"], 200)
+    comparison = record["comparison"]
+    assert comparison["baseline"] == "textbook"
+    for key in ("deliveries_per_s", "server_cpu_us_per_delivery", "latency_us.p99"):
+        assert set(comparison[key]) == {"roomcast", "textbook", "ratio"}
+
+
+@pytest.mark.redis
+def test_two_nodes_on_redis_deliver_across_nodes(shared_redis: RedisServer) -> None:
+    record = record_of(
+        "fanout", "--redis", shared_redis.url, "--nodes", "2", "--members", "10",
+        "--messages", "30",
+    )  # fmt: skip
+
+    assert_record_shape(record, "fanout")
+    result = record["results"][0]
+    assert (result["backend"], result["nodes"], len(result["server_pids"])) == ("redis", 2, 2)
+    assert_exact_deliveries(result["metrics"], 10 * 30)
+
+
+def test_the_timeout_aborts_the_run_and_ends_every_process() -> None:
+    marker = f"bench-timeout-{uuid.uuid4().hex[:8]}"
+    # 1,000 messages offered at 10 says/s would take 100 s.
+    result = bench(
+        "fanout", "--spawn", "--members", "5", "--messages", "1000", "--rate", "50",
+        "--timeout", "3", "--server-args", f"--node-id {marker}",
+        expect_code=3,
+    )  # fmt: skip
+
+    assert "aborted after --timeout 3 s" in result.stderr
+    assert "measuring" in result.stderr
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            assert marker.encode() not in cmdline or not alive(int(proc.name))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fanout", "--compare", "textbook"], "--compare needs --spawn"),
+        (["fanout", "--spawn", "--nodes", "2"], "--nodes > 1 needs"),
+        (["fanout", "--spawn", "--url", "ws://127.0.0.1:1/ws"], "either --url or --spawn"),
+    ],
+)
+def test_contradictory_options_are_usage_errors(args: list[str], message: str) -> None:
+    result = bench(*args, expect_code=2)
+
+    assert message in result.stderr
+
+
+def test_an_unreachable_broker_fails_clearly() -> None:
+    result = bench(
+        "connect", "--url", "ws://127.0.0.1:1/ws", "--connections", "3", "--timeout", "20",
+        expect_code=1,
+    )  # fmt: skip
+
+    assert "3 connections failed" in result.stdout

@@ -1,0 +1,186 @@
+"""A member checks every delivery; a publisher keeps its window and body size.
+
+Frames are fed to the member as the WebSocket client would hand them over,
+without a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from broker.bench.member import Member, Tally
+from broker.bench.messages import WARM_UP_SEQ
+from broker.bench.publisher import Publisher
+
+
+def message(pub: int, seq: int, sent: int | None = None, **extra: Any) -> bytes:
+    body = {"p": pub, "s": seq, "t": time.monotonic_ns() if sent is None else sent, "x": "pad"}
+    return json.dumps(
+        {"type": "message", "room": "r", "from": "s-1", "body": body, **extra}
+    ).encode()
+
+
+def member(publishers: list[int], messages: int) -> tuple[Member, Tally]:
+    tally = Tally(expected=len(publishers) * messages, warm_expected=len(publishers))
+    return Member("ws://127.0.0.1:1/ws", "r", publishers, messages, tally), tally
+
+
+async def test_in_order_messages_count_once_each_and_finish_the_tally() -> None:
+    m, tally = member([7, 8], 2)
+
+    m.on_texts([message(7, 0), message(8, 0), message(7, 1)])
+    assert not tally.done.is_set()
+    m.on_texts([message(8, 1)])
+
+    assert tally.delivered_count == 4
+    assert tally.done.is_set()
+    assert (tally.duplicates, tally.out_of_order, tally.unexpected) == (0, 0, 0)
+    assert tally.hist.count == 4
+
+
+async def test_a_repeated_message_is_a_duplicate_not_a_delivery() -> None:
+    m, tally = member([7], 3)
+
+    m.on_texts([message(7, 0), message(7, 1), message(7, 1), message(7, 0), message(7, 2)])
+
+    assert tally.delivered_count == 3
+    assert tally.duplicates == 2
+    assert tally.out_of_order == 0
+
+
+async def test_a_late_message_is_out_of_order_and_a_gap_is_missing() -> None:
+    m, tally = member([7], 5)
+
+    m.on_texts([message(7, 0), message(7, 2), message(7, 1), message(7, 4)])
+
+    assert tally.delivered_count == 4
+    assert tally.out_of_order == 1
+    assert tally.expected - tally.delivered_count == 1  # seq 3 never came
+    assert not tally.done.is_set()
+
+
+async def test_messages_from_strangers_or_beyond_the_count_are_unexpected() -> None:
+    m, tally = member([7], 2)
+
+    m.on_texts([message(9, 0), message(7, 2), b'{"type":"message","room":"r","body":"hi"}'])
+
+    assert tally.unexpected == 3
+    assert tally.delivered_count == 0
+
+
+async def test_a_bad_frame_does_not_hide_the_good_ones_around_it() -> None:
+    m, tally = member([7], 2)
+
+    m.on_texts([message(7, 0), b"{not json", message(7, 1)])
+
+    assert tally.delivered_count == 2
+    assert tally.unexpected == 1
+
+
+async def test_warm_ups_are_counted_apart_from_deliveries() -> None:
+    m, tally = member([7, 8], 1)
+
+    m.on_texts([message(7, WARM_UP_SEQ)])
+    assert not tally.warmed.is_set()
+    m.on_texts([message(8, WARM_UP_SEQ), message(8, WARM_UP_SEQ)])
+
+    assert tally.warmed.is_set()
+    assert tally.duplicates == 1
+    assert tally.delivered_count == 0
+
+
+async def test_latency_is_the_receive_time_minus_the_send_time_in_the_body() -> None:
+    m, tally = member([7], 1)
+
+    m.on_texts([message(7, 0, sent=time.monotonic_ns() - 250_000_000)])
+
+    assert 250_000 <= tally.hist.max < 260_000
+
+
+async def test_events_and_pongs_are_ignored() -> None:
+    m, tally = member([7], 1)
+
+    m.on_texts(
+        [
+            b'{"type":"joined","room":"r","session":"s-2"}',
+            b'{"type":"left","room":"r","session":"s-2"}',
+            b'{"type":"pong","ref":null}',
+        ]
+    )
+
+    assert (tally.unexpected, tally.delivered_count) == (0, 0)
+
+
+class RecordingClient:
+    """Stands in for the WebSocket client: records what is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+
+    def send_text(self, payload: bytes) -> None:
+        self.sent.append(json.loads(payload))
+        self._changed.set()
+
+    async def wait_sent(self, count: int) -> None:
+        """Wait until ``count`` frames have been sent."""
+        async with asyncio.timeout(2):
+            while len(self.sent) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def test_a_publisher_keeps_at_most_window_says_without_a_reply() -> None:
+    m, _ = member([], 0)
+    client = RecordingClient()
+    m.client = client  # type: ignore[assignment]
+    publisher = Publisher(m, pub=3, messages=5, window=2, rate=None, phase=0.0, body_size=200)
+
+    running = asyncio.create_task(publisher.run(time.monotonic_ns()))
+    await client.wait_sent(2)
+    # The publisher said two at once and now waits: a third needs a reply.
+    assert [f["ref"] for f in client.sent] == [0, 1]
+    m.on_texts([b'{"type":"ok","ref":0}'])
+    await client.wait_sent(3)
+    assert [f["ref"] for f in client.sent] == [0, 1, 2]
+    m.on_texts([b'{"type":"ok","ref":1}', b'{"type":"ok","ref":2}'])
+    await client.wait_sent(5)
+    m.on_texts([b'{"type":"ok","ref":3}', b'{"type":"error","ref":4,"code":"x","message":""}'])
+    await asyncio.wait_for(running, 1)
+
+    assert [f["body"]["s"] for f in client.sent] == [0, 1, 2, 3, 4]
+    assert all(f["type"] == "say" and f["room"] == "r" for f in client.sent)
+    assert (publisher.says, publisher.acks, publisher.errors) == (5, 4, {"x": 1})
+
+
+async def test_bodies_have_exactly_the_requested_size() -> None:
+    m, _ = member([], 0)
+    client = RecordingClient()
+    m.client = client  # type: ignore[assignment]
+    publisher = Publisher(m, pub=12, messages=0, window=1, rate=None, phase=0.0, body_size=200)
+
+    publisher.say_warm_up()
+
+    frame = client.sent[0]
+    assert "ref" not in frame
+    assert frame["body"]["s"] == WARM_UP_SEQ
+    assert len(json.dumps(frame["body"], separators=(",", ":"))) == 200
+
+
+async def test_a_paced_publisher_says_on_schedule() -> None:
+    m, _ = member([], 0)
+    client = RecordingClient()
+    m.client = client  # type: ignore[assignment]
+    publisher = Publisher(m, pub=0, messages=5, window=64, rate=100.0, phase=0.0, body_size=50)
+    start = time.monotonic_ns()
+
+    running = asyncio.create_task(publisher.run(start))
+    await client.wait_sent(5)
+    m.on_texts([f'{{"type":"ok","ref":{i}}}'.encode() for i in range(5)])
+    await asyncio.wait_for(running, 1)
+
+    times = [f["body"]["t"] for f in client.sent]
+    assert times[-1] - start >= 40_000_000  # 4 intervals of 10 ms
