@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import importlib.util
 import os
 import pwd
 import re
@@ -335,6 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.nodes < 1:
         raise SystemExit("local-cluster: --nodes must be at least 1")
+    if importlib.util.find_spec("broker") is None:
+        raise SystemExit(
+            f"local-cluster: {sys.executable} cannot import broker; run this with the Python "
+            "that has roomcast installed (activate its virtualenv)"
+        )
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     state = args.state_dir or Path(tempfile.mkdtemp(prefix="roomcast-cluster-"))

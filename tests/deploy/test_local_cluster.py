@@ -59,7 +59,12 @@ async def test_clients_through_the_lb_land_on_different_nodes(
 async def test_clients_on_different_nodes_talk_through_the_lb(
     cluster: LocalCluster, wire: ClientFactory
 ) -> None:
-    alice, bob = await wire(cluster.ws), await wire(cluster.ws)
+    alice = await wire(cluster.ws)
+    # Closed clients of earlier tests may still count in nginx for a moment.
+    for _ in range(5):
+        bob = await wire(cluster.ws)
+        if bob.welcome["node"] != alice.welcome["node"]:
+            break
     assert alice.welcome["node"] != bob.welcome["node"]
     await alice.join("across")
     await bob.join("across")
