@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["OPTIONS", "Config", "Option", "from_env_and_args"]
+__all__ = ["OPTIONS", "Config", "Option", "from_env_and_args", "split_list"]
+
+# No ":" in a namespace: channels are "{namespace}:room:{room}" and room names
+# may contain ":", so only a colon-free namespace makes (namespace, room) ->
+# channel one-to-one and keeps one deployment's rooms out of another's.
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+MIN_API_KEY_LENGTH = 16  # a guessable publish key would open every room to anyone
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,31 @@ class Config:
     workers: int = 1
     reuse_port: bool = False
     log_level: str = "INFO"
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_algorithms: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway: float = 30.0
+    allowed_origins: str | None = None
+    api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if _NAMESPACE_RE.fullmatch(self.namespace) is None:
+            raise ValueError(f"namespace {self.namespace!r}: 1-64 of A-Z a-z 0-9 _ . - (no ':')")
+        if self.api_key is not None and len(self.api_key) < MIN_API_KEY_LENGTH:
+            raise ValueError(f"the API key must be at least {MIN_API_KEY_LENGTH} characters long")
+
+
+def split_list(text: str | None) -> tuple[str, ...]:
+    """The items of a comma-separated option (``None`` or blank: none)."""
+    return tuple(item for item in (part.strip() for part in (text or "").split(",")) if item)
+
+
+def _list(text: str) -> str:
+    # Kept as text (not a tuple) so that it passes through BROKER_* variables
+    # to worker processes unchanged; read it with split_list().
+    return ",".join(split_list(text))
 
 
 def _workers(text: str) -> int:
@@ -150,6 +183,41 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("reuse_port", _bool, "bind with SO_REUSEPORT so several nodes can share the port"),
     Option("log_level", str.upper, "DEBUG, INFO, WARNING or ERROR", "LEVEL"),
+    Option(
+        "jwt_secret",
+        str,
+        "HMAC secret (32+ bytes) that client tokens are signed with (HS256); "
+        "absent, with no public key: anonymous mode",
+        "SECRET",
+    ),
+    Option(
+        "jwt_public_key",
+        str,
+        "PEM file of the RSA or EC public key client tokens are signed with (RS256, ES256)",
+        "FILE",
+    ),
+    Option(
+        "jwt_algorithms",
+        _list,
+        "comma-separated token algorithms to accept (default: HS256, RS256 or ES256 by key)",
+        "ALGS",
+    ),
+    Option("jwt_audience", str, "if set, the aud claim every token must carry", "AUD"),
+    Option("jwt_issuer", str, "if set, the iss claim every token must carry", "ISS"),
+    Option("jwt_leeway", float, "seconds of clock skew tolerated on exp and nbf", "SECONDS"),
+    Option(
+        "allowed_origins",
+        _list,
+        "comma-separated browser origins (https://app.example.com) allowed to open "
+        "WebSockets; others get HTTP 403 (absent: any)",
+        "ORIGINS",
+    ),
+    Option(
+        "api_key",
+        str,
+        "bearer key of the server publish API, POST /publish (absent: the API is off)",
+        "KEY",
+    ),
 )
 
 

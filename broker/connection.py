@@ -7,6 +7,9 @@ the order they arrive: most complete at once, in the wire's
 ``data_received``; a ``join`` that must wait for the backend holds back the
 frames after it (and, past a few, the socket's reading) until it is done.
 
+Authenticated sessions (docs/PROTOCOL-ADDITIONS.md): the connection is
+closed with 1008 at the token's ``exp`` unless a ``refresh`` moved it.
+
 Invariants:
     * After :meth:`ClientConnection.closed`, the session is in no room on this
       node, including rooms whose join was still in flight.
@@ -16,14 +19,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from functools import partial
 
+import msgspec
+
+from broker.auth import Authenticator, Identity
 from broker.backends.base import BackendUnavailable
 from broker.close_codes import CloseCode
 from broker.node import Node, new_session_id
 from broker.outbox import DirectOutbox, FramedOutbox, Outbox, SlowConsumerPolicy
-from broker.session import JoinRoom, LeaveRoom, Publish, Reply, Session, TokenBucket, ok
+from broker.session import (
+    JoinRoom,
+    LeaveRoom,
+    Publish,
+    Reauthorized,
+    Reply,
+    Session,
+    TokenBucket,
+    ok,
+)
 from broker.wire import Wire
 from protocol import ErrorCode, ProtocolError, Ref, Welcome, decode_request, encode, error_frame
 
@@ -44,6 +60,7 @@ class ConnectionLimits:
         say_burst: says allowed in a burst.
         slow_consumer: when a client that does not read is cut off.
         idle_timeout: seconds a session may go without joining a room (0: never).
+        authenticator: verifies ``refresh`` tokens (``None``: anonymous mode).
     """
 
     max_rooms: int
@@ -51,6 +68,7 @@ class ConnectionLimits:
     say_burst: int
     slow_consumer: SlowConsumerPolicy
     idle_timeout: float = 0.0
+    authenticator: Authenticator | None = None
 
 
 class ClientConnection:
@@ -60,11 +78,13 @@ class ClientConnection:
         node: the node it belongs to.
         wire: its connection.
         limits: the node's per-connection limits.
+        identity: the token verified at the handshake (``None``: anonymous).
     """
 
     __slots__ = (
         "_backlog",
         "_closed",
+        "_expiry",
         "_idle_timer",
         "_joining",
         "node",
@@ -73,12 +93,21 @@ class ClientConnection:
         "wire",
     )
 
-    def __init__(self, node: Node, wire: Wire, limits: ConnectionLimits) -> None:
+    def __init__(
+        self, node: Node, wire: Wire, limits: ConnectionLimits, identity: Identity | None = None
+    ) -> None:
         self.node = node
         self.wire = wire
         self.session = Session(
-            new_session_id(), limits.max_rooms, TokenBucket(limits.say_rate, limits.say_burst)
+            new_session_id(),
+            limits.max_rooms,
+            TokenBucket(limits.say_rate, limits.say_burst),
+            identity,
+            limits.authenticator,
         )
+        self._expiry: asyncio.TimerHandle | None = None
+        if identity is not None:
+            self._expire_at(identity.expires_at)
         self.outbox = self._make_outbox(limits.slow_consumer)
         self._backlog: list[bytes] | None = None  # not None while a join is pending
         self._joining: asyncio.Task[None] | None = None
@@ -107,7 +136,11 @@ class ClientConnection:
         log.info("connect session=%s peer=%s", self.session.id, self.wire.peer)
         self.node.sessions += 1
         self.node.connections_total += 1
-        self.outbox.send_payload(encode(Welcome(session=self.session.id, node=self.node.id)))
+        user = self.session.user
+        welcome = Welcome(
+            session=self.session.id, node=self.node.id, user=msgspec.UNSET if user is None else user
+        )
+        self.outbox.send_payload(encode(welcome))
 
     def closed(self) -> None:
         """The connection ended, for whatever reason: leave every room, and the
@@ -116,8 +149,10 @@ class ClientConnection:
         self.outbox.close()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        if self._expiry is not None:
+            self._expiry.cancel()
         for room in tuple(self.session.rooms):
-            self.node.leave(room, self.session.id)
+            self.node.leave(room, self.session.id, self.session.user)
         self.session.rooms.clear()
         self.node.sessions -= 1
         log.info(
@@ -167,7 +202,10 @@ class ClientConnection:
                     self._backlog = []
                     self._joining = asyncio.get_running_loop().create_task(self._join(room, ref))
                 case LeaveRoom(room=room, ref=ref):
-                    self.node.leave(room, self.session.id)
+                    self.node.leave(room, self.session.id, self.session.user)
+                    self._reply_ok(ref)
+                case Reauthorized(expires_at=expires_at, ref=ref):
+                    self._expire_at(expires_at)
                     self._reply_ok(ref)
         except Exception:
             log.exception("internal error session=%s", self.session.id)
@@ -176,14 +214,14 @@ class ClientConnection:
 
     async def _join(self, room: str, ref: Ref | None) -> None:
         try:
-            await self.node.join(room, self.session.id, self.outbox)
+            await self.node.join(room, self.session.id, self.outbox, self.session.user)
         except BackendUnavailable as exc:
             log.warning("join failed session=%s room=%s: %s", self.session.id, room, exc)
             self._reply_error(ProtocolError(ErrorCode.UNAVAILABLE, "backend unavailable", ref))
         else:
             if self._closed:
                 # The client left while the node subscribed: undo at once.
-                self.node.leave(room, self.session.id)
+                self.node.leave(room, self.session.id, self.session.user)
                 return
             self.session.joined(room)
             if self._idle_timer is not None:
@@ -243,3 +281,15 @@ class ClientConnection:
             "idle session=%s peer=%s: no room joined; closing", self.session.id, self.wire.peer
         )
         self.close(CloseCode.POLICY_VIOLATION, "idle: no room joined")
+
+    def _expire_at(self, expires_at: float) -> None:
+        # docs/PROTOCOL-ADDITIONS.md, "refresh": at exp, without a refresh, 1008.
+        if self._expiry is not None:
+            self._expiry.cancel()
+        delay = max(0.0, expires_at - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        log.info("token expired session=%s peer=%s: closing", self.session.id, self.wire.peer)
+        self.close(CloseCode.POLICY_VIOLATION, "token expired")

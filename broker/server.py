@@ -1,5 +1,11 @@
 """The network face of a node: WebSocket at ``/ws``; ``GET /healthz``,
-``/livez`` and ``/metrics``; and a graceful drain on SIGTERM/SIGINT.
+``/livez`` and ``/metrics``; ``POST /publish``; and a graceful drain on
+SIGTERM/SIGINT.
+
+Security (docs/PROTOCOL-ADDITIONS.md): the ``/ws`` handshake passes the
+origin allowlist and, unless the node is anonymous, the token check; the
+verified identity rides on the wire (``Wire.auth``) to the connection, so it
+lives exactly as long as the connection and needs no registry to clean up.
 
 Drain: the node stops accepting, turns ``/healthz`` to 503, and closes its
 clients with 1001 spread evenly over ``drain_seconds`` (so a cluster does not
@@ -15,21 +21,24 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from urllib.parse import urlsplit
 
 import msgspec
+from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from broker.auth import HandshakeGuard, Refusal, load_authenticator
 from broker.backends.base import Backend
 from broker.backends.memory import MemoryBackend
 from broker.close_codes import CloseCode
-from broker.config import Config
+from broker.config import Config, split_list
 from broker.connection import ClientConnection, ConnectionLimits
 from broker.listener import Listener
 from broker.metrics import render_metrics
 from broker.node import Node, new_node_id
 from broker.outbox import SlowConsumerPolicy
+from broker.publish_api import PUBLISH_PATH, ApiReply, PublishApi
 from broker.wire import HttpRequest, Wire, WireSettings, http_response
 
 __all__ = ["build_backend", "drain", "run", "running_node"]
@@ -54,13 +63,34 @@ def _json_response(status: int, body: object) -> Response:
     return http_response(status, msgspec.json.encode(body), "application/json")
 
 
-class _Routes:
-    """The handshake hook: plain HTTP endpoints, the connection limit, and 404
-    for unknown paths; ``None`` lets the WebSocket handshake go on."""
+def _api_response(reply: ApiReply) -> Response:
+    response = _json_response(reply.status, reply.body)
+    for name, value in reply.headers:
+        response.headers[name] = value
+    return response
 
-    def __init__(self, node: Node, max_connections: int) -> None:
+
+def _refusal_response(refusal: Refusal) -> Response:
+    if refusal.status == 401:
+        # RFC 6750, section 3: say which scheme is expected.
+        headers = (("WWW-Authenticate", 'Bearer realm="roomcast", error="invalid_token"'),)
+        return _api_response(
+            ApiReply(401, {"error": "unauthorized", "reason": refusal.reason}, headers)
+        )
+    return _json_response(refusal.status, {"error": "forbidden", "reason": refusal.reason})
+
+
+class _Routes:
+    """The handshake hook: plain HTTP endpoints, the connection limit, origins
+    and tokens, and 404 for unknown paths; ``None`` lets the WebSocket
+    handshake go on."""
+
+    def __init__(
+        self, node: Node, max_connections: int, guard: HandshakeGuard | None = None
+    ) -> None:
         self.node = node
         self.max_connections = max_connections
+        self.guard = guard or HandshakeGuard(None, None)
 
     def __call__(self, connection: Wire, request: Request) -> Response | None:
         path = urlsplit(request.path).path
@@ -72,6 +102,12 @@ class _Routes:
             if self.max_connections and node.sessions >= self.max_connections:
                 node.connections_refused += 1
                 return _json_response(503, {"error": "node is at its connection limit"})
+            verdict = self.guard.check(request.path, request.headers)
+            if isinstance(verdict, Refusal):
+                node.errors["unauthorized" if verdict.status == 401 else "forbidden"] += 1
+                log.info("handshake refused (%d %s)", verdict.status, verdict.reason)
+                return _refusal_response(verdict)
+            connection.auth = verdict
             return None
         if path == "/healthz":
             healthy = node.healthy()
@@ -94,19 +130,36 @@ class _Routes:
 class _NodeApp:
     """What every connection of a node reports to (a :class:`~broker.wire.WireApp`)."""
 
-    def __init__(self, node: Node, routes: _Routes, limits: ConnectionLimits) -> None:
+    def __init__(
+        self,
+        node: Node,
+        routes: _Routes,
+        limits: ConnectionLimits,
+        publish_api: PublishApi | None = None,
+    ) -> None:
         self.node = node
         self.routes = routes
         self.limits = limits
+        self.publish_api = publish_api
 
     def route(self, wire: Wire, request: Request) -> Response | None:
         return self.routes(wire, request)
 
-    def route_body(self, wire: Wire, request: HttpRequest) -> Response:
-        return http_response(404, b"not found\n", "text/plain; charset=utf-8")
+    def route_body(self, wire: Wire, request: HttpRequest) -> Response | Awaitable[Response]:
+        api = self.publish_api
+        if api is None or urlsplit(request.path).path != PUBLISH_PATH:
+            return http_response(404, b"not found\n", "text/plain; charset=utf-8")
+        if request.method != "POST":
+            response = _json_response(405, {"error": "method not allowed"})
+            response.headers["Allow"] = "POST"
+            return response
+        return self._publish(api, request.headers, request.body)
+
+    async def _publish(self, api: PublishApi, headers: Headers, body: bytes) -> Response:
+        return _api_response(await api.handle(headers, body))
 
     def opened(self, wire: Wire) -> None:
-        connection = ClientConnection(self.node, wire, self.limits)
+        connection = ClientConnection(self.node, wire, self.limits, wire.auth)
         wire.session = connection
         connection.open()
 
@@ -124,6 +177,18 @@ async def running_node(config: Config) -> AsyncIterator[tuple[Node, Listener]]:
     Yields:
         The node and its listener (``listener.sockets`` tells the port).
     """
+    authenticator = load_authenticator(
+        config.jwt_secret,
+        config.jwt_public_key,
+        split_list(config.jwt_algorithms),
+        leeway=config.jwt_leeway,
+        audience=config.jwt_audience,
+        issuer=config.jwt_issuer,
+    )
+    if authenticator is None:
+        log.warning("anonymous mode: no JWT key configured; any client may use any room")
+    else:
+        log.info("clients need tokens (%s)", ", ".join(authenticator.algorithms))
     node_id = config.node_id or new_node_id()
     node = Node(node_id, build_backend(config, node_id))
     await node.start()
@@ -137,8 +202,13 @@ async def running_node(config: Config) -> AsyncIterator[tuple[Node, Listener]]:
             config.slow_consumer_hard_limit,
         ),
         idle_timeout=config.idle_timeout,
+        authenticator=authenticator,
     )
-    app = _NodeApp(node, _Routes(node, config.max_connections), limits)
+    # Empty counts as absent: any origin (the README says so).
+    guard = HandshakeGuard(authenticator, split_list(config.allowed_origins) or None)
+    routes = _Routes(node, config.max_connections, guard)
+    api = PublishApi(node, config.api_key) if config.api_key is not None else None
+    app = _NodeApp(node, routes, limits, api)
     settings = WireSettings(
         max_size=config.max_message_size,
         handshake_timeout=config.handshake_timeout,
