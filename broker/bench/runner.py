@@ -154,53 +154,79 @@ async def _phases(
     outcome: Outcome,
     progress: Progress,
 ) -> Outcome:
-    name = target.name
     rss_before = _total_rss(target.server_pids)
-    cpu_before = _total_cpu(target.server_pids)
-    progress.phase = f"{name}: connecting {params.connection_count()} clients"
-    connected = await pool.each(Connect(), Connected)
-    connect_cpu = _cpu_delta(cpu_before, target.server_pids)
-    failed = sum(c.failed for c in connected)
-    if failed:
-        errors = "; ".join(e for c in connected for e in c.errors)[:800]
-        outcome.problems.append(f"{failed} connections failed to connect or join: {errors}")
-    setup_s = (max(c.last_ns for c in connected) - min(c.first_ns for c in connected)) / 1e9
-    outcome.workers = _worker_rows(
-        plan, pool, [100.0 * c.cpu_s / setup_s if setup_s > 0 else 0.0 for c in connected]
-    )
-    if params.scenario == "connect":
-        outcome.metrics = connect_metrics(connected, connect_cpu)
-        _check_busy(outcome)
+    connected = await _connect(params, target, plan, pool, outcome, progress)
+    if params.scenario == "connect" or outcome.problems:
         return outcome
-    outcome.metrics["setup_s"] = round(setup_s, 3)
-    if failed:
-        return outcome
+    outcome.metrics["setup_s"] = round(_span_s(connected), 3)
     if plan.publishers:
-        progress.phase = f"{name}: warm-up (waiting for the join storm to settle)"
-        warmed = await pool.each(Warm(), Warmed)
-        lost = sum(w.missing for w in warmed)
+        progress.phase = f"{target.name}: warm-up (waiting for the join storm to settle)"
+        lost = sum(w.missing for w in await pool.each(Warm(), Warmed))
         if lost:
             outcome.problems.append(f"{lost} warm-up messages never arrived")
             return outcome
     if params.scenario == "idle":
         _idle_metrics(params, target, rss_before, outcome)
-        return outcome
-    progress.phase = f"{name}: measuring"
+    else:
+        await _measure_deliveries(params, target, plan, pool, outcome, progress)
+    return outcome
+
+
+def _span_s(connected: list[Connected]) -> float:
+    return (max(c.last_ns for c in connected) - min(c.first_ns for c in connected)) / 1e9
+
+
+async def _connect(
+    params: BenchParams,
+    target: Target,
+    plan: Plan,
+    pool: WorkerPool,
+    outcome: Outcome,
+    progress: Progress,
+) -> list[Connected]:
+    """Open and join every connection; the measurement of ``connect``."""
+    progress.phase = f"{target.name}: connecting {params.connection_count()} clients"
     cpu_before = _total_cpu(target.server_pids)
-    redis_before = _total_cpu((target.redis_pid,)) if target.redis_pid else None
+    connected = await pool.each(Connect(), Connected)
+    server_cpu = _cpu_delta(cpu_before, target.server_pids)
+    failed = sum(c.failed for c in connected)
+    if failed:
+        errors = "; ".join(e for c in connected for e in c.errors)[:800]
+        outcome.problems.append(f"{failed} connections failed to connect or join: {errors}")
+    seconds = _span_s(connected)
+    busy = [100.0 * c.cpu_s / seconds if seconds > 0 else 0.0 for c in connected]
+    outcome.workers = _worker_rows(plan, pool, busy)
+    if params.scenario == "connect":
+        outcome.metrics = connect_metrics(connected, server_cpu)
+        _check_busy(outcome)
+    return connected
+
+
+async def _measure_deliveries(
+    params: BenchParams,
+    target: Target,
+    plan: Plan,
+    pool: WorkerPool,
+    outcome: Outcome,
+    progress: Progress,
+) -> None:
+    """``Go``, and the numbers of ``fanout`` and ``chat``."""
+    progress.phase = f"{target.name}: measuring"
+    cpu_before = _total_cpu(target.server_pids)
+    redis_pids = (target.redis_pid,) if target.redis_pid else ()
+    redis_before = _total_cpu(redis_pids)
     results: list[Result] = await pool.run(time.monotonic_ns() + _START_DELAY_NS, params.drain)
     server_cpu = _cpu_delta(cpu_before, target.server_pids)
     outcome.metrics |= delivery_metrics(
         results, server_cpu, plan.offered_says_per_s, plan.offered_deliveries_per_s
     )
-    if target.redis_pid:
-        redis_cpu = _cpu_delta(redis_before, (target.redis_pid,))
-        outcome.metrics["redis_cpu_s"] = round(redis_cpu, 3) if redis_cpu is not None else None
+    redis_cpu = _cpu_delta(redis_before, redis_pids)
+    if redis_cpu is not None:
+        outcome.metrics["redis_cpu_s"] = round(redis_cpu, 3)
     busy = [100.0 * r.cpu_s / r.wall_s if r.wall_s else 0.0 for r in results]
     outcome.workers = _worker_rows(plan, pool, busy)
     _check_counts(outcome)
     _check_busy(outcome)
-    return outcome
 
 
 def _idle_metrics(

@@ -182,5 +182,28 @@ async def test_a_paced_publisher_says_on_schedule() -> None:
     m.on_texts([f'{{"type":"ok","ref":{i}}}'.encode() for i in range(5)])
     await asyncio.wait_for(running, 1)
 
-    times = [f["body"]["t"] for f in client.sent]
-    assert times[-1] - start >= 40_000_000  # 4 intervals of 10 ms
+    # Each says at its due time (start + i * 10 ms), at most 1 ms early.
+    for i, frame in enumerate(client.sent):
+        due = start + i * 10_000_000
+        assert due - 1_000_000 <= frame["body"]["t"] <= due
+
+
+async def test_a_held_back_paced_say_is_stamped_with_its_due_time() -> None:
+    m, _ = member([], 0)
+    client = RecordingClient()
+    m.client = client  # type: ignore[assignment]
+    publisher = Publisher(m, pub=0, messages=2, window=1, rate=1000.0, phase=0.0, body_size=50)
+    start = time.monotonic_ns()
+
+    running = asyncio.create_task(publisher.run(start))
+    await client.wait_sent(1)
+    await asyncio.sleep(0.02)  # a slow broker: the reply comes 20 ms late
+    m.on_texts([b'{"type":"ok","ref":0}'])
+    await client.wait_sent(2)
+    m.on_texts([b'{"type":"ok","ref":1}'])
+    await asyncio.wait_for(running, 1)
+
+    # Sent ~20 ms late, but its latency counts from when it was due (1 ms):
+    # the delay the broker caused is measured, not omitted.
+    assert client.sent[1]["body"]["t"] == start + 1_000_000
+    assert publisher.max_lag_ns >= 19_000_000
