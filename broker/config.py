@@ -48,6 +48,7 @@ class Config:
     handshake_timeout: float = 10.0
     idle_timeout: float = 60.0
     drain_seconds: float = 5.0
+    node_timeout: float = 10.0
     workers: int = 1
     reuse_port: bool = False
     log_level: str = "INFO"
@@ -166,6 +167,13 @@ OPTIONS: tuple[Option, ...] = (
         "idle_timeout",
         float,
         "seconds a session may stay without joining any room before 1008 (0: never)",
+        "SECONDS",
+    ),
+    Option(
+        "node_timeout",
+        float,
+        "seconds without a heartbeat after which the other nodes take a node for dead "
+        "and announce its sessions' left (Redis only)",
         "SECONDS",
     ),
     Option(

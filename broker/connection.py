@@ -202,8 +202,12 @@ class ClientConnection:
                     self._backlog = []
                     self._joining = asyncio.get_running_loop().create_task(self._join(room, ref))
                 case LeaveRoom(room=room, ref=ref):
-                    self.node.leave(room, self.session.id, self.session.user)
-                    self._reply_ok(ref)
+                    announced = self.node.leave(room, self.session.id, self.session.user)
+                    if announced is None:
+                        self._reply_ok(ref)
+                    else:
+                        # ok once the others are being told, as for join.
+                        announced.add_done_callback(lambda _: self._reply_ok(ref))
                 case Reauthorized(expires_at=expires_at, ref=ref):
                     self._expire_at(expires_at)
                     self._reply_ok(ref)

@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from broker.backends.base import Backend, Delivery
+from broker.backends.base import Backend, Delivery, Membership, PresenceHooks
 from broker.hub import Hub
 from broker.metrics import LatencyHistogram
 from broker.outbox import FlushScheduler, Outbox
@@ -93,7 +93,7 @@ class Node:
         """
         loop = asyncio.get_running_loop()
         self._scheduler = FlushScheduler(loop)
-        await self.backend.start(self._deliver)
+        await self.backend.start(self._deliver, PresenceHooks(self._lost, self._revived))
         self._housekeeping = loop.create_task(self._housekeep(), name="node-housekeeping")
 
     async def close(self) -> None:
@@ -133,18 +133,32 @@ class Node:
         """
         await self._subscriptions.acquire(room)
         if self.hub.add(room, session, outbox):
+            self.backend.track(Membership(room, session, user), member=True)
             joined = Joined(room=room, session=session, user=_user(user))
-            self._announce(room, session, True, encode(joined))
+            announced = self._announce(room, session, True, encode(joined))
+            if announced is not None:
+                # Returning once the backend took the announcement orders it
+                # before anything the joiner (or anyone it tells) does next.
+                await asyncio.wait([announced])
         else:
             self._subscriptions.release(room)
 
-    def leave(self, room: str, session: str, user: str | None = None) -> None:
+    def leave(
+        self, room: str, session: str, user: str | None = None
+    ) -> asyncio.Future[None] | None:
         """Remove ``session`` (of ``user``, if authenticated) from ``room`` and
-        tell the other members."""
-        if self.hub.remove(room, session):
-            left = Left(room=room, session=session, user=_user(user))
-            self._announce(room, session, False, encode(left))
-            self._subscriptions.release(room)
+        tell the other members.
+
+        Returns:
+            The announcement's acceptance by the backend, if one was published.
+        """
+        if not self.hub.remove(room, session):
+            return None
+        self.backend.track(Membership(room, session, user), member=False)
+        left = Left(room=room, session=session, user=_user(user))
+        announced = self._announce(room, session, False, encode(left))
+        self._subscriptions.release(room)
+        return announced
 
     def flush(self) -> None:
         """Write every queued frame now (before closing connections)."""
@@ -167,15 +181,18 @@ class Node:
 
     # --- announcements -------------------------------------------------------
 
-    def _announce(self, room: str, session: str, is_join: bool, payload: bytes) -> None:
+    def _announce(
+        self, room: str, session: str, is_join: bool, payload: bytes
+    ) -> asyncio.Future[None] | None:
         key = (room, session)
         if key in self._unannounced:
             # Still waiting to tell the cluster about the opposite change:
             # both cancel out, and nobody elsewhere needs to hear of either.
             del self._unannounced[key]
-            return
+            return None
         accepted = self.publish(room, session, payload)
         accepted.add_done_callback(partial(self._announced, key, is_join, payload))
+        return accepted
 
     def _announced(
         self, key: tuple[str, str], is_join: bool, payload: bytes, done: asyncio.Future[None]
@@ -187,6 +204,18 @@ class Node:
             del self._unannounced[oldest]
             log.warning("too many unannounced membership changes; dropped %s", oldest)
         self._unannounced[key] = (is_join, payload)
+
+    def _lost(self, memberships: Sequence[Membership]) -> None:
+        # Members of a node that died: its sessions are gone, so their `left`
+        # is announced on its behalf (once, by the node that reaped it).
+        for room, session, user in memberships:
+            self.publish(room, session, encode(Left(room=room, session=session, user=_user(user))))
+
+    def _revived(self, memberships: Sequence[Membership]) -> None:
+        # The cluster took this node for dead; its members are still here.
+        for room, session, user in memberships:
+            joined = Joined(room=room, session=session, user=_user(user))
+            self.publish(room, session, encode(joined))
 
     def _retry_announcements(self) -> None:
         pending, self._unannounced = self._unannounced, {}

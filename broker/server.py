@@ -56,7 +56,12 @@ def build_backend(config: Config, node_id: str) -> Backend:
     # Imported here so that a memory-only node never imports redis.
     from broker.backends.redis import RedisBackend, redis_client_factory
 
-    return RedisBackend(redis_client_factory(config.redis_url), node_id, config.namespace)
+    return RedisBackend(
+        redis_client_factory(config.redis_url),
+        node_id,
+        config.namespace,
+        presence_ttl=config.node_timeout,
+    )
 
 
 def _json_response(status: int, body: object) -> Response:

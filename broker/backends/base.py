@@ -29,6 +29,24 @@ DeliverBatch = Callable[[Sequence[Delivery]], None]
 """Called by a backend, never awaiting, with what arrived together."""
 
 
+class Membership(NamedTuple):
+    """One session's membership of one room, as recorded for crash recovery."""
+
+    room: str
+    session: str
+    user: str | None
+
+
+class PresenceHooks(NamedTuple):
+    """How a backend that detects dead nodes talks back to its node."""
+
+    lost: Callable[[Sequence[Membership]], None]
+    """These memberships belonged to a node that died: announce their ``left``."""
+    revived: Callable[[Sequence[Membership]], None]
+    """The cluster took this node for dead and announced these ``left``:
+    announce their ``joined`` again."""
+
+
 class BackendUnavailable(Exception):
     """The backend could not take a publish or a subscription; nothing was sent."""
 
@@ -47,8 +65,14 @@ class Backend(Protocol):
     afterwards reaches this node.
     """
 
-    async def start(self, deliver: DeliverBatch) -> None:
-        """Connect; from now on ``deliver`` receives other nodes' payloads."""
+    async def start(self, deliver: DeliverBatch, presence: PresenceHooks | None = None) -> None:
+        """Connect; from now on ``deliver`` receives other nodes' payloads, and
+        ``presence`` hears of dead nodes (backends without other processes
+        never call it)."""
+
+    def track(self, membership: Membership, member: bool) -> None:
+        """Record that ``membership`` began (``member``) or ended, so that
+        another node can announce its ``left`` if this one dies."""
 
     async def close(self) -> None:
         """Disconnect and stop every background task."""

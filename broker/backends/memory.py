@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from broker.backends.base import DeliverBatch, Delivery
+from broker.backends.base import DeliverBatch, Delivery, Membership, PresenceHooks
 
 __all__ = ["MemoryBackend", "MemoryBus"]
 
@@ -32,9 +32,12 @@ class MemoryBackend:
         self.published = 0
         self.received = 0
 
-    async def start(self, deliver: DeliverBatch) -> None:
-        """Attach to the bus."""
+    async def start(self, deliver: DeliverBatch, presence: PresenceHooks | None = None) -> None:
+        """Attach to the bus (its nodes share one process, so none dies alone)."""
         self._deliver = deliver
+
+    def track(self, membership: Membership, member: bool) -> None:
+        """Nothing to record: the nodes of a bus live and die together."""
 
     async def close(self) -> None:
         """Detach from the bus."""

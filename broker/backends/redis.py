@@ -17,6 +17,16 @@ through its own subscription. When none has come back for
 ``canary_timeout``, the node reports itself unhealthy and rebuilds its
 subscriber connection.
 
+Crash recovery ("no ghosts when a node dies"): each node keeps a heartbeat key
+``{namespace}:alive:{node}`` (expiring after ``presence_ttl``), its name in the
+set ``{namespace}:nodes``, and a hash ``{namespace}:members:{node}`` of its
+sessions' memberships. Every node looks for names in the set whose heartbeat
+expired; the one that wins ``SET {namespace}:reaped:{node} NX`` reads the dead
+node's memberships and hands them to its node, which announces their
+``left``. A node that was only cut off, and finds its name gone from the set
+when it comes back, records its memberships again and announces their
+``joined`` again.
+
 Invariants:
     * ``_rooms`` is the set of rooms the node wants; after a reconnect the
       subscriber re-subscribes exactly those.
@@ -32,7 +42,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -41,7 +51,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from broker.backends.base import BackendUnavailable, DeliverBatch, Delivery
+from broker.backends.base import (
+    BackendUnavailable,
+    DeliverBatch,
+    Delivery,
+    Membership,
+    PresenceHooks,
+)
 
 __all__ = ["RedisBackend", "redis_client_factory"]
 
@@ -50,6 +66,12 @@ log = logging.getLogger("broker.redis")
 _IO_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 ClientFactory = Callable[[], aioredis.Redis]
+
+CLOSE_FLUSH_TIMEOUT = 2.0
+
+_Batch = list[tuple[tuple[bytes, ...], "asyncio.Future[None] | None"]]
+"""Queued commands with their acceptance: PUBLISH has a future, membership
+records have none."""
 
 
 def redis_client_factory(url: str, timeout: float = 5.0) -> ClientFactory:
@@ -77,6 +99,8 @@ class RedisBackend:
         canary_interval: seconds between canaries.
         canary_timeout: seconds without a canary before the node is deaf.
         subscribe_timeout: seconds a subscription may take.
+        presence_ttl: seconds without a heartbeat before other nodes take
+            this one for dead and announce its members' ``left``.
     """
 
     def __init__(
@@ -88,6 +112,7 @@ class RedisBackend:
         canary_interval: float = 1.0,
         canary_timeout: float = 3.0,
         subscribe_timeout: float = 5.0,
+        presence_ttl: float = 10.0,
     ) -> None:
         self._connect = connect
         self._node = node.encode()
@@ -96,6 +121,14 @@ class RedisBackend:
         self._canary_interval = canary_interval
         self._canary_timeout = canary_timeout
         self._subscribe_timeout = subscribe_timeout
+        self._presence_ttl = presence_ttl
+        self._nodes_key = f"{namespace}:nodes".encode()
+        self._alive_prefix = f"{namespace}:alive:".encode()
+        self._members_prefix = f"{namespace}:members:".encode()
+        self._reaped_prefix = f"{namespace}:reaped:".encode()
+        self._presence: PresenceHooks | None = None
+        self._members: dict[bytes, bytes] = {}  # b"room\nsession" -> user (b"" if none)
+        self._registered = False
 
         self._deliver: DeliverBatch | None = None
         self._rooms: set[str] = set()
@@ -105,8 +138,10 @@ class RedisBackend:
         self._sub_lock = asyncio.Lock()
         self._sub_up = False
         self._pub_client: aioredis.Redis | None = None
-        self._pub_queue: list[tuple[bytes, bytes, asyncio.Future[None]]] = []
+        self._pub_queue: _Batch = []
         self._pub_wakeup = asyncio.Event()
+        self._pub_drained = asyncio.Event()
+        self._in_flight: _Batch = []
         self._pub_up = True
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -120,20 +155,25 @@ class RedisBackend:
         self.reconnects = 0
         self.canary_misses = 0
         self.canary_lag = 0.0
+        self.reaped_nodes = 0
 
     # --- lifecycle -----------------------------------------------------------
 
-    async def start(self, deliver: DeliverBatch) -> None:
-        """Connect both connections and start the reader, publisher and canary.
+    async def start(self, deliver: DeliverBatch, presence: PresenceHooks | None = None) -> None:
+        """Connect both connections and start the reader, publisher, canary and,
+        with ``presence``, crash recovery.
 
         Raises:
             BackendUnavailable: Redis could not be reached.
         """
         self._deliver = deliver
+        self._presence = presence
         self._pub_client = self._connect()
         try:
             await self._pub_client.ping()
             await self._open_subscriber()
+            if presence is not None:
+                await self._recover_previous_incarnation()
         except _IO_ERRORS as exc:
             await self._pub_client.aclose()
             raise BackendUnavailable(f"cannot reach Redis: {exc}") from exc
@@ -141,16 +181,31 @@ class RedisBackend:
         self._spawn(self._read_loop(), "redis-reader")
         self._spawn(self._publish_loop(), "redis-publisher")
         self._spawn(self._canary_loop(), "redis-canary")
+        if presence is not None:
+            self._spawn(self._presence_loop(), "redis-presence")
 
     async def close(self) -> None:
-        """Stop every task and close both connections."""
+        """Let queued publishes go out (for up to ``CLOSE_FLUSH_TIMEOUT``), then
+        stop every task and close both connections; every publish future is
+        settled when this returns."""
         self._closing = True
+        # Cancelling the publisher mid-pipeline could leave its batch unsettled
+        # (redis-py may swallow the cancellation), so first let it finish.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._publisher_idle(), CLOSE_FLUSH_TIMEOUT)
         for task in tuple(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.wait(self._tasks, timeout=CLOSE_FLUSH_TIMEOUT)
         self._fail_queued(BackendUnavailable("backend closed"))
         await self._close_subscriber()
         if self._pub_client is not None:
+            if self._presence is not None:
+                # A clean stop: leave nothing for the others to reap.
+                with contextlib.suppress(*_IO_ERRORS):
+                    pipe = self._pub_client.pipeline(transaction=False)
+                    pipe.srem(self._nodes_key, self._node)
+                    pipe.delete(self._alive_prefix + self._node, self._members_prefix + self._node)
+                    await pipe.execute()
             await self._pub_client.aclose()
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -302,42 +357,59 @@ class RedisBackend:
         """Queue a publish; the returned future resolves when Redis accepted it."""
         accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         data = b"\n".join((self._node, exclude.encode(), repr(published_at).encode(), payload))
-        self._pub_queue.append((self._room_prefix + room.encode(), data, accepted))
-        self._pub_wakeup.set()
+        self._enqueue((b"PUBLISH", self._room_prefix + room.encode(), data), accepted)
         return accepted
+
+    def _enqueue(self, command: tuple[bytes, ...], accepted: asyncio.Future[None] | None) -> None:
+        self._pub_queue.append((command, accepted))
+        self._pub_wakeup.set()
+
+    async def _publisher_idle(self) -> None:
+        while self._pub_queue or self._in_flight:
+            await self._pub_drained.wait()
+            self._pub_drained.clear()
 
     async def _publish_loop(self) -> None:
         assert self._pub_client is not None
         while True:
+            self._pub_drained.set()
             await self._pub_wakeup.wait()
             self._pub_wakeup.clear()
             batch, self._pub_queue = self._pub_queue, []
             if not batch:
                 continue
-            pipe = self._pub_client.pipeline(transaction=False)
-            for channel, data, _ in batch:
-                pipe.publish(channel, data)
-            try:
-                await pipe.execute()
-            except _IO_ERRORS as exc:
-                self._pub_up = False
-                self.publish_failures += len(batch)
-                log.warning("redis publish of %d messages failed: %r", len(batch), exc)
-                error = BackendUnavailable(f"Redis did not take the publish: {exc!r}")
-                for _, _, accepted in batch:
-                    if not accepted.done():
-                        accepted.set_exception(error)
-                continue
-            self._pub_up = True
-            self.published += len(batch)
-            for _, _, accepted in batch:
-                if not accepted.done():
-                    accepted.set_result(None)
+            # Kept until settled, so that close() can fail it if cancelled.
+            self._in_flight = batch
+            await self._send(batch)
+            self._in_flight = []
+
+    async def _send(self, batch: _Batch) -> None:
+        assert self._pub_client is not None
+        pipe = self._pub_client.pipeline(transaction=False)
+        for command, _ in batch:
+            pipe.execute_command(*command)
+        try:
+            await pipe.execute()
+        except _IO_ERRORS as exc:
+            self._pub_up = False
+            self.publish_failures += len(batch)
+            log.warning("redis pipeline of %d commands failed: %r", len(batch), exc)
+            error = BackendUnavailable(f"Redis did not take the publish: {exc!r}")
+            for _, accepted in batch:
+                if accepted is not None and not accepted.done():
+                    accepted.set_exception(error)
+            return
+        self._pub_up = True
+        self.published += len(batch)
+        for _, accepted in batch:
+            if accepted is not None and not accepted.done():
+                accepted.set_result(None)
 
     def _fail_queued(self, error: Exception) -> None:
-        batch, self._pub_queue = self._pub_queue, []
-        for _, _, accepted in batch:
-            if not accepted.done():
+        batch, self._pub_queue = self._pub_queue + self._in_flight, []
+        self._in_flight = []
+        for _, accepted in batch:
+            if accepted is not None and not accepted.done():
                 accepted.set_exception(error)
 
     # --- canary --------------------------------------------------------------
@@ -385,6 +457,88 @@ class RedisBackend:
         if sent is not None:
             self.canary_lag = now - sent
 
+    # --- crash recovery ------------------------------------------------------
+
+    def track(self, membership: Membership, member: bool) -> None:
+        """Record a membership's start or end in this node's hash, in order
+        with its announcements."""
+        if self._presence is None:
+            return
+        field = f"{membership.room}\n{membership.session}".encode()
+        key = self._members_prefix + self._node
+        if member:
+            user = (membership.user or "").encode()
+            self._members[field] = user
+            self._enqueue((b"HSET", key, field, user), None)
+        elif self._members.pop(field, None) is not None:
+            self._enqueue((b"HDEL", key, field), None)
+
+    async def _recover_previous_incarnation(self) -> None:
+        # A node restarted under the same id after a crash: its old sessions
+        # are gone, whoever else has not reaped them yet.
+        assert self._pub_client is not None and self._presence is not None
+        key = self._members_prefix + self._node
+        records = await self._pub_client.hgetall(key)
+        if records:
+            await self._pub_client.delete(key)
+            log.warning("announcing left for %d members of this node's last run", len(records))
+            self._presence.lost(_memberships(records))
+
+    async def _presence_loop(self) -> None:
+        period = max(0.5, self._presence_ttl / 5)
+        while True:
+            try:
+                await self._heartbeat()
+                await self._reap()
+            except _IO_ERRORS as exc:
+                log.debug("presence round skipped: %r", exc)
+            await asyncio.sleep(period)
+
+    async def _heartbeat(self) -> None:
+        assert self._pub_client is not None and self._presence is not None
+        pipe = self._pub_client.pipeline(transaction=False)
+        pipe.set(self._alive_prefix + self._node, b"1", px=int(self._presence_ttl * 1000))
+        pipe.sadd(self._nodes_key, self._node)
+        _, added = await pipe.execute()
+        if added and self._registered and self._members:
+            # We had been taken for dead and our members announced as gone.
+            log.warning(
+                "this node was taken for dead; re-announcing %d members", len(self._members)
+            )
+            mapping: dict[Any, Any] = dict(self._members)
+            await self._pub_client.hset(self._members_prefix + self._node, mapping=mapping)
+            self._presence.revived(_memberships(self._members))
+        self._registered = True
+
+    async def _reap(self) -> None:
+        assert self._pub_client is not None and self._presence is not None
+        members = await self._pub_client.smembers(self._nodes_key)
+        nodes = [_bytes(n) for n in members if _bytes(n) != self._node]
+        if not nodes:
+            return
+        pipe = self._pub_client.pipeline(transaction=False)
+        for node in nodes:
+            pipe.exists(self._alive_prefix + node)
+        alive = await pipe.execute()
+        for node, is_alive in zip(nodes, alive, strict=True):
+            if is_alive:
+                continue
+            won = await self._pub_client.set(
+                self._reaped_prefix + node, self._node, nx=True, px=30_000
+            )
+            if not won:
+                continue
+            records = await self._pub_client.hgetall(self._members_prefix + node)
+            log.warning(
+                "node %s is gone; announcing left for its %d members", node.decode(), len(records)
+            )
+            self._presence.lost(_memberships(records))
+            pipe = self._pub_client.pipeline(transaction=False)
+            pipe.delete(self._members_prefix + node)
+            pipe.srem(self._nodes_key, node)
+            await pipe.execute()
+            self.reaped_nodes += 1
+
     # --- health --------------------------------------------------------------
 
     def healthy(self) -> bool:
@@ -403,7 +557,21 @@ class RedisBackend:
             "canary_misses": self.canary_misses,
             "canary_lag_seconds": self.canary_lag,
             "subscribed_rooms": len(self._rooms),
+            "reaped_nodes": self.reaped_nodes,
         }
+
+
+def _bytes(value: bytes | str) -> bytes:
+    # redis-py types replies as bytes or str; ours are bytes (no decoding).
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _memberships(records: Mapping[Any, Any]) -> list[Membership]:
+    memberships = []
+    for field, user in records.items():
+        room, _, session = _bytes(field).decode().partition("\n")
+        memberships.append(Membership(room, session, _bytes(user).decode() or None))
+    return memberships
 
 
 async def _aclose(pubsub: PubSub) -> None:
