@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from broker.backends import BackendUnavailable
-from broker.backends.base import DeliverBatch
+from broker.backends.base import DeliverBatch, Membership, PresenceHooks
 from broker.node import Node
 from tests.unit.test_hub import RecordingOutbox
 
@@ -26,7 +26,10 @@ class HeldBackend:
         self.rooms: set[str] = set()
         self.hold = False
 
-    async def start(self, deliver: DeliverBatch) -> None:
+    async def start(self, deliver: DeliverBatch, presence: PresenceHooks | None = None) -> None:
+        pass
+
+    def track(self, membership: Membership, member: bool) -> None:
         pass
 
     async def close(self) -> None:
