@@ -73,6 +73,8 @@ def decode_request(frame: bytes | str) -> ClientMessage | ProtocolError:
     except (msgspec.DecodeError, UnicodeError) as exc:
         # UnicodeError: a str frame with lone surrogates, for instance.
         return ProtocolError(ErrorCode.BAD_JSON, str(exc))
+    except RecursionError:
+        return ProtocolError(ErrorCode.BAD_JSON, "JSON is nested too deeply")
     if isinstance(request, Join | Leave | Say) and not is_valid_room(request.room):
         return ProtocolError(
             ErrorCode.BAD_ROOM,
@@ -99,7 +101,7 @@ def error_frame(error: ProtocolError) -> bytes:
 def _well_formed(frame: bytes | str) -> bool:
     try:
         msgspec.json.decode(frame)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return False
     return True
 
@@ -107,7 +109,7 @@ def _well_formed(frame: bytes | str) -> bool:
 def _salvage_ref(frame: bytes | str) -> Ref | None:
     try:
         ref = _ref_decoder.decode(frame).ref
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if isinstance(ref, bool):
         return None
