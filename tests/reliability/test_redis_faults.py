@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -341,3 +342,56 @@ async def test_membership_change_during_the_outage_reaches_the_other_node_afterw
     await fault.end()
 
     await b.expect("left", room=ROOM, session=a.session, timeout=RECOVERY_SECONDS)
+
+
+# --- a stall longer than the publish timeout -------------------------------
+
+
+def redis_is_stalled(redis: RedisServer) -> bool:
+    """Whether Redis leaves a PING unanswered for 0.2 s."""
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=1) as sock:
+        sock.sendall(b"PING\r\n")
+        sock.settimeout(0.2)
+        try:
+            return not sock.recv(16)
+        except TimeoutError:
+            return True
+
+
+async def test_say_answered_unavailable_during_a_long_stall_is_not_delivered(
+    redis_server: RedisServer,
+    nodes: tuple[BrokerProcess, BrokerProcess],
+    members: tuple[WireClient, WireClient],
+) -> None:
+    """PROTOCOL.md: ``unavailable`` means "nothing was sent".
+
+    Bug (broker/backends/redis.py, or the contract): when Redis stalls for
+    longer than the publisher's 5 s socket timeout, the publish fails with a
+    timeout and the client gets ``unavailable``, but the PUBLISH already sits
+    in Redis's input buffer and runs when Redis wakes up, so the other
+    members get the message anyway. The module itself says "a publish that
+    failed may have reached Redis". Either the contract says so (an
+    ``unavailable`` after a timeout may still be delivered: the outcome is
+    unknown), or the node tells the two cases apart (connection refused or
+    reset before sending: nothing was sent; timeout after sending: unknown)
+    and documents it.
+    """
+    a, b = members
+    stall = asyncio.create_task(asyncio.to_thread(redis_server.cli, "DEBUG", "SLEEP", "5.5"))
+    try:
+        await eventually(lambda: asyncio.to_thread(redis_is_stalled, redis_server), timeout=2)
+        reply = await a.request("say", room=ROOM, body="maybe", timeout=REPLY_SECONDS)
+        assert reply.get("code") == "unavailable", reply  # the publish timed out
+    finally:
+        await stall
+    await eventually(lambda: all_health(nodes, 200), timeout=RECOVERY_SECONDS)
+    reply = await a.request("say", room=ROOM, body="after", timeout=REPLY_SECONDS)
+    assert reply["type"] == "ok", reply
+
+    # One sender's messages arrive in order: whatever came of "maybe" is here.
+    bodies = []
+    while not bodies or bodies[-1] != "after":
+        event = await b.next_event(timeout=RECOVERY_SECONDS)
+        if event["type"] == "message":
+            bodies.append(event["body"])
+    assert bodies == ["after"]
