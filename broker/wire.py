@@ -29,6 +29,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol, cast
@@ -69,7 +70,7 @@ def http_response(status: int, body: bytes, content_type: str) -> Response:
             ("Connection", "close"),
         ]
     )
-    return Response(status, "OK" if status < 400 else "Error", headers, body)
+    return Response(status, http.HTTPStatus(status).phrase, headers, body)
 
 
 class WireApp(Protocol):
@@ -301,13 +302,17 @@ class Wire(asyncio.Protocol):
                 name, value = line.split(":", 1)
                 headers[name.strip()] = value.strip()
             length = int(headers.get("Content-Length", "0"))
-        except ValueError:
+        except (ValueError, LookupError):  # LookupError: Content-Length repeated
             self._respond(http_response(400, b"bad request\n", "text/plain"))
             return
         if length < 0 or length > self.settings.max_size:
             self._respond(http_response(413, b'{"error":"body too large"}', "application/json"))
             return
         if len(head) - body_start < length:
+            if len(head) == body_start and headers.get("Expect", "").lower() == "100-continue":
+                # The client waits for this before it sends the body (RFC 9110 10.1.1).
+                assert self.transport is not None
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return  # wait for the rest of the body
         body = bytes(head[body_start : body_start + length])
         answer = self.app.route_body(self, HttpRequest(method, path, headers, body))
