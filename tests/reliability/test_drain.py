@@ -122,10 +122,16 @@ async def test_drained_node_exits_0(cluster: Cluster) -> None:
 async def test_second_sigterm_during_a_long_drain_exits_at_once(
     broker: BrokerFactory, shared_redis: RedisServer, namespace: str, wire: ClientFactory
 ) -> None:
-    # Three clients over 30 s: one is closed at once, the next after 15 s.
+    # Three clients over 30 s: one is closed at once, the next 15 s later.
     cluster = await start_cluster(broker, shared_redis, namespace, wire, 30.0, 3)
     cluster.sigterm_a()
-    await cluster.clients[0].wait_closed(timeout=5)  # the drain is under way
+    # The drain is under way once one client is closed (in no particular order).
+    closing = [asyncio.create_task(client.ws.wait_closed()) for client in cluster.clients]
+    done, pending = await asyncio.wait(closing, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    assert len(done) == 1, "no client closed within 5 s of the first SIGTERM"
 
     cluster.sigterm_a()
 

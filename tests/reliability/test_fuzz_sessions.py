@@ -195,8 +195,8 @@ def test_any_session_gets_contract_replies_and_spares_the_room(
 async def test_deeply_nested_say_body_gets_an_error_and_the_connection_stays_open(
     node: BrokerProcess,
 ) -> None:
-    """See tests/reliability/test_fuzz_decoder.py: ``RecursionError`` escapes
-    ``decode_request``, so today the node drops this client without a reply."""
+    """Before the fix in protocol/codec.py the ``RecursionError`` escaped the
+    decoder and the node dropped this client (1006) without a reply."""
     client = await WireClient.open(node.url)
     try:
         await client.join("deep")

@@ -299,13 +299,10 @@ async def test_healthz_returns_to_200_after_an_outage_in_which_a_say_failed(
 ) -> None:
     """A node whose publish failed once must not stay unhealthy forever.
 
-    Bug (broker/backends/redis.py): ``_pub_up`` turns False when a publish
-    pipeline fails and only a later successful *pipeline* sets it back; the
-    canary publishes on the same connection but never does. With no further
-    say on that node, ``healthy()`` stays False for good, and since the node
-    only re-announces membership changes while healthy, it never does that
-    either. Fix: in ``_canary_loop`` set ``self._pub_up = True`` after a
-    successful canary publish (and ``False`` when it fails).
+    The publisher is known to be up again when a canary publish succeeds, not
+    only when a client's say does; with no say after the outage the node
+    would otherwise stay 503 and never re-announce membership changes (found
+    by this test, fixed in broker/backends/redis.py).
     """
     a, _ = members
     await fault.begin()
@@ -328,9 +325,7 @@ async def test_membership_change_during_the_outage_reaches_the_other_node_afterw
 ) -> None:
     """The ``left`` that could not be published during the outage is
     published once Redis is back (broker/node.py re-announces it), so the
-    member on B does not keep a ghost. Fails for the reason given in
-    :func:`test_healthz_returns_to_200_after_an_outage_in_which_a_say_failed`.
-    """
+    member on B does not keep a ghost."""
     a, b = members
     await fault.begin()
     await eventually(lambda: all_health(nodes, 503), timeout=5)
