@@ -71,11 +71,6 @@ async def test_queued_publishes_fail_when_the_backend_closes(redis_server: Redis
     assert all(isinstance(result, BackendUnavailable) for result in results), results
 
 
-@pytest.mark.xfail(
-    reason="bug: close() cancels the publisher mid-pipeline; redis-py may swallow the "
-    "cancellation (close hangs) or drop the batch (futures never settle)",
-    strict=True,
-)
 async def test_close_settles_publishes_in_flight_and_returns(redis_server: RedisServer) -> None:
     backend = RedisBackend(redis_client_factory(redis_server.url), node="n-d")
     await backend.start(ignore)
