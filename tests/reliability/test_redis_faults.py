@@ -339,6 +339,36 @@ async def test_membership_change_during_the_outage_reaches_the_other_node_afterw
     await b.expect("left", room=ROOM, session=a.session, timeout=RECOVERY_SECONDS)
 
 
+@pytest.mark.parametrize("fault", OUTAGES, indirect=True)
+async def test_redis_restart_announces_no_membership_change(
+    fault: RedisFault,
+    nodes: tuple[BrokerProcess, BrokerProcess],
+    members: tuple[WireClient, WireClient],
+) -> None:
+    """Nobody joined or left: after Redis is back, no ``joined``/``left``.
+
+    Bug (broker/backends/redis.py, ``_heartbeat``): a Redis that restarts
+    empty has lost the ``nodes`` set, so every node finds itself "taken for
+    dead" and re-announces ``joined`` for all its members: each client gets
+    a second ``joined`` for a session it already knew, without a ``left`` in
+    between. Proposed fix: re-record the memberships (Redis lost them) but
+    call ``presence.revived`` only if a survivor really reaped this node:
+    read ``EXISTS {namespace}:reaped:{node}`` in the heartbeat pipeline (and
+    keep that marker until the revived node deletes it, not 30 s).
+    """
+    a, b = members
+    await fault.begin()
+    await eventually(lambda: all_health(nodes, 503), timeout=5)
+
+    await fault.end()
+
+    await eventually(lambda: all_health(nodes, 200), timeout=RECOVERY_SECONDS)
+    await wait_delivery(a, b, timeout=RECOVERY_SECONDS)
+    # A heartbeat round is at most 2 s with the default --node-timeout.
+    await a.expect_silence(3.0)
+    await b.expect_silence(0.5)
+
+
 # --- a stall longer than the publish timeout -------------------------------
 
 
