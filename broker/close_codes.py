@@ -15,7 +15,9 @@ class CloseCode(IntEnum):
     UNSUPPORTED_DATA = 1003
     """A binary frame: a client bug; do not reconnect."""
     POLICY_VIOLATION = 1008
-    """Credentials expired or refused: do not reconnect with the same ones."""
+    """Do not reconnect as before: credentials expired or refused, or the
+    session joined no room within the idle timeout (reconnect when about to
+    join)."""
     MESSAGE_TOO_BIG = 1009
     """A frame over the size limit: a client bug."""
     TRY_AGAIN_LATER = 1013
