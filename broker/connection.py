@@ -26,7 +26,7 @@ from functools import partial
 import msgspec
 
 from broker.auth import Authenticator, Identity
-from broker.backends.base import BackendUnavailable
+from broker.backends.base import BackendUnavailable, OutcomeUnknown
 from broker.close_codes import CloseCode
 from broker.node import Node, new_session_id
 from broker.outbox import DirectOutbox, FramedOutbox, Outbox, SlowConsumerPolicy
@@ -249,7 +249,12 @@ class ClientConnection:
                 return
 
     def _published(self, ref: Ref | None, accepted: asyncio.Future[None]) -> None:
-        if accepted.cancelled() or accepted.exception() is not None:
+        error = None if accepted.cancelled() else accepted.exception()
+        if isinstance(error, OutcomeUnknown):
+            # Not `unavailable`: that promises nothing was sent (PROTOCOL.md).
+            message = "Redis did not confirm the publish; it may still reach the other members"
+            self._reply_error(ProtocolError(ErrorCode.INTERNAL, message, ref))
+        elif accepted.cancelled() or error is not None:
             message = "the backend could not take the publish; nothing was sent"
             self._reply_error(ProtocolError(ErrorCode.UNAVAILABLE, message, ref))
         else:

@@ -30,7 +30,7 @@ from typing import Annotated, Final
 import msgspec
 
 from broker.auth import HeaderLookup, Refusal, bearer_token
-from broker.backends.base import BackendUnavailable
+from broker.backends.base import BackendUnavailable, OutcomeUnknown
 from broker.node import Node
 from protocol import Message, encode, is_valid_room
 
@@ -129,4 +129,8 @@ class PublishApi:
         except BackendUnavailable as exc:
             log.warning("publish API: backend unavailable for room=%s: %s", room, exc)
             return _error(503, "unavailable", "the backend could not take the publish")
+        except OutcomeUnknown as exc:
+            log.warning("publish API: outcome unknown for room=%s: %s", room, exc)
+            message = "Redis did not confirm the publish; it may still reach the members"
+            return _error(504, "internal", message)
         return ACCEPTED

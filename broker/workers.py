@@ -66,7 +66,8 @@ class _Worker:
             log.info("worker %d started (pid %d)", self.index, self.process.pid)
             code = await self.process.wait()
             if stopping.is_set():
-                return code
+                # A worker still importing when the signal came dies of it.
+                return 0 if code in (-signal.SIGTERM, -signal.SIGINT) else code
             ran = loop.time() - started
             self.delay = 0.5 if ran > STABLE_AFTER else min(self.delay * 2, RESTART_DELAY_MAX)
             log.warning(

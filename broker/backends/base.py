@@ -51,6 +51,11 @@ class BackendUnavailable(Exception):
     """The backend could not take a publish or a subscription; nothing was sent."""
 
 
+class OutcomeUnknown(Exception):
+    """The backend failed after the publish was handed to it (a timeout, a
+    reset connection): it may or may not reach the other nodes."""
+
+
 class Backend(Protocol):
     """Contract every backend keeps.
 
@@ -94,7 +99,8 @@ class Backend(Protocol):
 
         Returns:
             A future that resolves when the backend accepted the publish, or
-            fails with :class:`BackendUnavailable`.
+            fails with :class:`BackendUnavailable` (nothing was sent) or
+            :class:`OutcomeUnknown`.
         """
 
     def healthy(self) -> bool:

@@ -1,0 +1,45 @@
+"""Clients of the Redis backend, and the small typing shims redis-py needs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+__all__ = ["IO_ERRORS", "ClientFactory", "aclose_pubsub", "as_bytes", "redis_client_factory"]
+
+IO_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+"""What a Redis call raises when Redis is unreachable, stalled or gone."""
+
+ClientFactory = Callable[[], aioredis.Redis]
+
+
+def redis_client_factory(url: str, timeout: float = 5.0) -> ClientFactory:
+    """Return a factory of clients for ``url`` that never retry on their own
+    (a retried PUBLISH could deliver a message twice)."""
+
+    def connect() -> aioredis.Redis:
+        return aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+
+    return connect
+
+
+def as_bytes(value: bytes | str) -> bytes:
+    """A reply as bytes (redis-py types replies as either; ours are bytes)."""
+    return value if isinstance(value, bytes) else value.encode()
+
+
+async def aclose_pubsub(pubsub: PubSub) -> None:
+    """Close a PubSub (redis-py leaves ``PubSub.aclose`` untyped)."""
+    await pubsub.aclose()  # type: ignore[no-untyped-call]

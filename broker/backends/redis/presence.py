@@ -1,0 +1,171 @@
+"""Crash recovery: no ghosts when a node dies.
+
+Each node keeps a heartbeat key ``{ns}:alive:{node}`` (expiring after
+``ttl``), its name in the set ``{ns}:nodes``, and a hash
+``{ns}:members:{node}`` of its sessions' memberships, written through the
+publisher pipeline in order with the node's announcements. Every node looks
+for names in the set whose heartbeat expired; the one that wins
+``SET {ns}:reaped:{node} NX`` (a tombstone kept for ``TOMBSTONE_MS``) reads
+the dead node's memberships and hands them to its own node, which announces
+their ``left``. A node that was only frozen or cut off finds its name gone
+from the set and its tombstone there at its next heartbeat: it records its
+memberships again and has their ``joined`` announced again. A node whose name
+is gone without a tombstone saw Redis lose its data (a restart): it records
+its memberships again and announces nothing, since nobody was told anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from broker.backends.base import Membership, PresenceHooks
+from broker.backends.redis.client import IO_ERRORS, as_bytes
+from broker.backends.redis.publisher import Publisher
+
+__all__ = ["Presence"]
+
+log = logging.getLogger("broker.redis")
+
+TOMBSTONE_MS = 24 * 3600 * 1000
+
+
+class Presence:
+    """One node's heartbeat, membership record, and watch over the others.
+
+    Args:
+        client: the publisher connection (for direct commands).
+        publisher: the pipeline that records memberships in order.
+        node: this node's id.
+        namespace: prefix of every key.
+        ttl: seconds without a heartbeat before a node counts as dead.
+        hooks: the node's callbacks.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        publisher: Publisher,
+        node: bytes,
+        namespace: str,
+        ttl: float,
+        hooks: PresenceHooks,
+    ) -> None:
+        self._client = client
+        self._publisher = publisher
+        self._node = node
+        self._ttl = ttl
+        self._hooks = hooks
+        self._nodes_key = f"{namespace}:nodes".encode()
+        self._alive_prefix = f"{namespace}:alive:".encode()
+        self._members_key = f"{namespace}:members:".encode() + node
+        self._members_prefix = f"{namespace}:members:".encode()
+        self._reaped_prefix = f"{namespace}:reaped:".encode()
+        self._members: dict[bytes, bytes] = {}  # b"room\nsession" -> user (b"" if none)
+        self._registered = False
+        self.reaped_nodes = 0
+
+    def track(self, membership: Membership, member: bool) -> None:
+        """Record a membership's start or end, in order with its announcement."""
+        field = f"{membership.room}\n{membership.session}".encode()
+        if member:
+            user = (membership.user or "").encode()
+            self._members[field] = user
+            self._publisher.enqueue((b"HSET", self._members_key, field, user), None)
+        elif self._members.pop(field, None) is not None:
+            self._publisher.enqueue((b"HDEL", self._members_key, field), None)
+
+    async def recover_previous_run(self) -> None:
+        """Announce ``left`` for what a crashed earlier run of this node id left."""
+        # A tombstone of an earlier run would stop the others reaping this one.
+        await self._client.delete(self._reaped_prefix + self._node)
+        records = await self._client.hgetall(self._members_key)
+        if records:
+            await self._client.delete(self._members_key)
+            log.warning("announcing left for %d members of this node's last run", len(records))
+            self._hooks.lost(_memberships(records))
+
+    async def run(self) -> None:
+        """Heartbeat and look for dead nodes, until cancelled."""
+        period = max(0.5, self._ttl / 5)
+        while True:
+            try:
+                await self._heartbeat()
+                await self._reap()
+            except IO_ERRORS as exc:
+                log.debug("presence round skipped: %r", exc)
+            await asyncio.sleep(period)
+
+    async def withdraw(self) -> None:
+        """A clean stop: leave nothing for the others to reap."""
+        with contextlib.suppress(*IO_ERRORS):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.srem(self._nodes_key, self._node)
+            pipe.delete(self._alive_prefix + self._node, self._members_key)
+            await pipe.execute()
+
+    async def _heartbeat(self) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.set(self._alive_prefix + self._node, b"1", px=int(self._ttl * 1000))
+        pipe.sadd(self._nodes_key, self._node)
+        _, added = await pipe.execute()
+        if added and self._registered:
+            await self._register_again()
+        self._registered = True
+
+    async def _register_again(self) -> None:
+        # Our name was gone: reaped (tombstone) or lost with Redis's data.
+        pipe = self._client.pipeline(transaction=False)
+        pipe.delete(self._reaped_prefix + self._node)
+        if self._members:
+            mapping: dict[Any, Any] = dict(self._members)
+            pipe.hset(self._members_key, mapping=mapping)
+        reaped, *_ = await pipe.execute()
+        if reaped and self._members:
+            log.warning(
+                "this node was taken for dead; re-announcing %d members", len(self._members)
+            )
+            self._hooks.revived(_memberships(self._members))
+
+    async def _reap(self) -> None:
+        names = await self._client.smembers(self._nodes_key)
+        others = [as_bytes(name) for name in names if as_bytes(name) != self._node]
+        if not others:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for node in others:
+            pipe.exists(self._alive_prefix + node)
+        alive = await pipe.execute()
+        for node, is_alive in zip(others, alive, strict=True):
+            if not is_alive:
+                await self._reap_one(node)
+
+    async def _reap_one(self, node: bytes) -> None:
+        won = await self._client.set(
+            self._reaped_prefix + node, self._node, nx=True, px=TOMBSTONE_MS
+        )
+        if not won:
+            return  # another node reaps it
+        records = await self._client.hgetall(self._members_prefix + node)
+        log.warning(
+            "node %s is gone; announcing left for its %d members", node.decode(), len(records)
+        )
+        self._hooks.lost(_memberships(records))
+        pipe = self._client.pipeline(transaction=False)
+        pipe.delete(self._members_prefix + node)
+        pipe.srem(self._nodes_key, node)
+        await pipe.execute()
+        self.reaped_nodes += 1
+
+
+def _memberships(records: Mapping[Any, Any]) -> list[Membership]:
+    memberships = []
+    for field, user in records.items():
+        room, _, session = as_bytes(field).decode().partition("\n")
+        memberships.append(Membership(room, session, as_bytes(user).decode() or None))
+    return memberships
