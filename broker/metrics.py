@@ -61,7 +61,7 @@ class _NodeCollector:
     def collect(self) -> Iterator[Metric]:
         node, hub = self.node, self.node.hub
         backend = node.backend.stats()
-        yield _gauge("roomcast_connections", "Open client connections", node.sessions)
+        yield _gauge("roomcast_connections_open", "Open client connections", node.sessions)
         yield _counter(
             "roomcast_connections", "Client connections accepted", node.connections_total
         )

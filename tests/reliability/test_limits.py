@@ -34,7 +34,7 @@ async def test_connection_slot_freed_by_a_disconnect_is_usable_again(
     node = broker("--max-connections", "1")
     first = await wire(node.url)
     await first.close()
-    await eventually(lambda: scrape(node).value("roomcast_connections") == 0, timeout=5)
+    await eventually(lambda: scrape(node).value("roomcast_connections_open") == 0, timeout=5)
 
     second = await wire(node.url)
 

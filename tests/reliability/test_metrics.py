@@ -40,7 +40,7 @@ async def after_exchange(node: BrokerProcess, wire: ClientFactory) -> Metrics:
 
 
 async def test_metrics_count_connections_and_rooms(after_exchange: Metrics) -> None:
-    assert after_exchange.value("roomcast_connections") == 2
+    assert after_exchange.value("roomcast_connections_open") == 2
     assert after_exchange.value("roomcast_connections_total") == 2
     assert after_exchange.value("roomcast_rooms") == 1
     assert after_exchange.value("roomcast_memberships") == 2
@@ -86,7 +86,7 @@ async def test_metrics_are_served_as_prometheus_text(node: BrokerProcess) -> Non
     metrics = scrape(node)
 
     assert metrics.types["roomcast_connections_total"] == "counter"
-    assert metrics.types["roomcast_connections"] == "gauge"
+    assert metrics.types["roomcast_connections_open"] == "gauge"
     assert metrics.value("roomcast_backend_up") == 1
     assert metrics.value("roomcast_draining") == 0
 
