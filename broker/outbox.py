@@ -203,10 +203,13 @@ class FramedOutbox:
         pending = self._pending
         if not pending:
             return
-        self._pending = []
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        # Cleared, not replaced: a new list per member per flush would be the
+        # hot path's only allocation the garbage collector tracks.
+        pending.clear()
         if self.closed or not self._is_open():
             return
-        self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        self._transport.write(data)
         self._watch.check()
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -245,6 +246,18 @@ async def drain(node: Node, listener: Listener, seconds: float) -> None:
     await listener.drain(seconds, CloseCode.GOING_AWAY, "draining")
 
 
+def _tune_gc() -> None:
+    # A node holds many long-lived objects (one set per connection) and its
+    # hot path allocates few containers: full collections would scan every
+    # connection for nothing, and stall the loop (latency) while at it. The
+    # objects of startup (modules, config) are moved out of the collector's
+    # sight, and collections run ten times less often.
+    gc.collect()
+    gc.freeze()
+    threshold, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(threshold * 10, gen1, gen2)
+
+
 async def run(config: Config) -> int:
     """Serve until SIGTERM or SIGINT, then drain; returns the process exit code."""
     loop = asyncio.get_running_loop()
@@ -258,6 +271,7 @@ async def run(config: Config) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    _tune_gc()
     async with running_node(config) as (node, listener):
         ports = sorted({sock.getsockname()[1] for sock in listener.sockets})
         log.info(
