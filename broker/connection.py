@@ -110,6 +110,7 @@ class ClientConnection:
             self._expire_at(identity.expires_at)
         self.outbox = self._make_outbox(limits.slow_consumer)
         self._backlog: list[bytes] | None = None  # not None while a join is pending
+        # The pending join's task: held so the loop's weak reference is not its only one.
         self._joining: asyncio.Task[None] | None = None
         self._closed = False
         self._idle_timer: asyncio.TimerHandle | None = None

@@ -78,6 +78,11 @@ class _NodeCollector:
         )
         yield _counter("roomcast_deliveries", "Frames handed to member sockets", hub.deliveries)
         yield _counter("roomcast_bytes_out", "Bytes of fanned-out frames", hub.bytes_out)
+        yield _counter(
+            "roomcast_socket_writes",
+            "Coalesced socket writes of queued frames (deliveries / writes = frames per write)",
+            node.scheduler.writes,
+        )
         errors = CounterMetricFamily(
             "roomcast_errors", "Error replies sent, by code", labels=["code"]
         )

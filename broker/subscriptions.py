@@ -53,10 +53,6 @@ class RoomSubscriptions:
             ready.add_done_callback(_consume_result)
         self._backend.unsubscribe(room)
 
-    def held(self) -> int:
-        """Number of rooms held."""
-        return len(self._refs)
-
 
 def _consume_result(task: asyncio.Task[None]) -> None:
     if not task.cancelled():
