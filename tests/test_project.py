@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from broker.config import OPTIONS
 from tests.support.processes import REPO
 
@@ -24,3 +26,10 @@ def test_readme_documents_every_option() -> None:
     for option in OPTIONS:
         assert f"`{option.flag}`" in readme
         assert f"`{option.env}`" in readme
+
+
+def test_docs_carry_the_contract_unchanged() -> None:
+    shared = REPO.parent / "shared" / "PROTOCOL.md"
+    if not shared.exists():
+        pytest.skip("no shared/PROTOCOL.md beside this checkout to compare with")
+    assert (REPO / "docs" / "PROTOCOL.md").read_text() == shared.read_text()
