@@ -87,6 +87,7 @@ class ClientConnection:
         "_expiry",
         "_idle_timer",
         "_joining",
+        "_reading_paused",
         "node",
         "outbox",
         "session",
@@ -113,6 +114,7 @@ class ClientConnection:
         # The pending join's task: held so the loop's weak reference is not its only one.
         self._joining: asyncio.Task[None] | None = None
         self._closed = False
+        self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
         if limits.idle_timeout > 0:
             self._idle_timer = asyncio.get_running_loop().call_later(
@@ -122,6 +124,9 @@ class ClientConnection:
     def _make_outbox(self, policy: SlowConsumerPolicy) -> Outbox:
         wire = self.wire
         assert wire.transport is not None
+        # resume_writing then tells the outbox when a slow member caught up.
+        high = policy.high_water
+        wire.transport.set_write_buffer_limits(high=high, low=high // 2)
         if wire.compressed():
             # Compressed frames differ per connection: no shared frame bytes.
             loop = asyncio.get_running_loop()
@@ -176,7 +181,8 @@ class ClientConnection:
         backlog = self._backlog
         if backlog is not None:
             backlog.append(frame)
-            if len(backlog) == BACKLOG_PAUSE:
+            if len(backlog) >= BACKLOG_PAUSE and not self._reading_paused:
+                self._reading_paused = True
                 self.wire.pause_reading()
             return
         self._handle(frame)
@@ -223,6 +229,10 @@ class ClientConnection:
         except BackendUnavailable as exc:
             log.warning("join failed session=%s room=%s: %s", self.session.id, room, exc)
             self._reply_error(ProtocolError(ErrorCode.UNAVAILABLE, "backend unavailable", ref))
+        except Exception:
+            # Every request gets its one reply, whatever failed.
+            log.exception("join failed session=%s room=%s", self.session.id, room)
+            self._reply_error(ProtocolError(ErrorCode.INTERNAL, "internal error", ref))
         else:
             if self._closed:
                 # The client left while the node subscribed: undo at once.
@@ -239,7 +249,8 @@ class ClientConnection:
 
     def _resume(self) -> None:
         backlog, self._backlog = self._backlog or [], None
-        if len(backlog) >= BACKLOG_PAUSE:
+        if self._reading_paused:
+            self._reading_paused = False
             self.wire.resume_reading()
         for index, frame in enumerate(backlog):
             if self._closed:
@@ -247,6 +258,9 @@ class ClientConnection:
             self._handle(frame)
             if self._backlog is not None:  # another join: the rest waits for it
                 self._backlog.extend(backlog[index + 1 :])
+                if len(self._backlog) >= BACKLOG_PAUSE:
+                    self._reading_paused = True
+                    self.wire.pause_reading()
                 return
 
     def _published(self, ref: Ref | None, accepted: asyncio.Future[None]) -> None:

@@ -91,7 +91,12 @@ class Listener:
         for index, wire in enumerate(wires):
             if index and pause:
                 await asyncio.sleep(pause)
-            wire.close(code, reason)
+            if wire not in self.wires:
+                continue  # gone while we waited
+            if wire.session is not None:
+                wire.session.close(code, reason)  # writes its queued frames first
+            else:
+                wire.close(code, reason)
         await self.wait_empty(self.settings.close_timeout + 1.0)
 
     async def wait_empty(self, grace: float) -> None:

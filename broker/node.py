@@ -26,7 +26,13 @@ from typing import Any
 
 import msgspec
 
-from broker.backends.base import Backend, Delivery, Membership, PresenceHooks
+from broker.backends.base import (
+    Backend,
+    BackendUnavailable,
+    Delivery,
+    Membership,
+    PresenceHooks,
+)
 from broker.hub import Hub
 from broker.metrics import LatencyHistogram
 from broker.outbox import FlushScheduler, Outbox
@@ -197,7 +203,9 @@ class Node:
     def _announced(
         self, key: tuple[str, str], is_join: bool, payload: bytes, done: asyncio.Future[None]
     ) -> None:
-        if done.cancelled() or done.exception() is None:
+        # Only what certainly was not sent is sent again: an OutcomeUnknown
+        # may have reached the others, and a second copy would be a duplicate.
+        if done.cancelled() or not isinstance(done.exception(), BackendUnavailable):
             return
         if len(self._unannounced) >= MAX_UNANNOUNCED:
             oldest = next(iter(self._unannounced))
@@ -208,14 +216,16 @@ class Node:
     def _lost(self, memberships: Sequence[Membership]) -> None:
         # Members of a node that died: its sessions are gone, so their `left`
         # is announced on its behalf (once, by the node that reaped it).
+        # Through _announce, so that a left refused now is published again.
         for room, session, user in memberships:
-            self.publish(room, session, encode(Left(room=room, session=session, user=_user(user))))
+            left = Left(room=room, session=session, user=_user(user))
+            self._announce(room, session, False, encode(left))
 
     def _revived(self, memberships: Sequence[Membership]) -> None:
         # The cluster took this node for dead; its members are still here.
         for room, session, user in memberships:
             joined = Joined(room=room, session=session, user=_user(user))
-            self.publish(room, session, encode(joined))
+            self._announce(room, session, True, encode(joined))
 
     def _retry_announcements(self) -> None:
         pending, self._unannounced = self._unannounced, {}

@@ -75,6 +75,10 @@ class Outbox(Protocol):
     def close(self) -> None:
         """Stop accepting frames; later sends are dropped."""
 
+    def drained(self) -> None:
+        """The socket's buffer fell well below the high-water mark: the member
+        caught up, so a slow-consumer grace period in progress ends."""
+
 
 class FlushScheduler:
     """Writes every dirty outbox once, at the end of the current loop iteration."""
@@ -218,6 +222,10 @@ class FramedOutbox:
         self._pending = []
         self._watch.cancel()
 
+    def drained(self) -> None:
+        """The member caught up: no cut-off for the current grace period."""
+        self._watch.cancel()
+
 
 class DirectOutbox:
     """Outbox of a connection with an extension (permessage-deflate): every
@@ -263,4 +271,8 @@ class DirectOutbox:
     def close(self) -> None:
         """Stop sending."""
         self.closed = True
+        self._watch.cancel()
+
+    def drained(self) -> None:
+        """The member caught up: no cut-off for the current grace period."""
         self._watch.cancel()

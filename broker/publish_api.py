@@ -21,6 +21,7 @@ under the size limit, which answers 413) is the server's.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Sequence
@@ -125,7 +126,9 @@ class PublishApi:
         )
         # No session to exclude: every member receives it.
         try:
-            await self._node.publish(room, "", payload)
+            # Shielded: a caller that goes away must not cancel the acceptance,
+            # or this node's members would miss what the others receive.
+            await asyncio.shield(self._node.publish(room, "", payload))
         except BackendUnavailable as exc:
             log.warning("publish API: backend unavailable for room=%s: %s", room, exc)
             return _error(503, "unavailable", "the backend could not take the publish")

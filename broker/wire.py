@@ -167,7 +167,7 @@ class Wire(asyncio.Protocol):
         self.last_seen = 0.0
         self.ping_sent = 0.0
         self._head: bytearray | None = bytearray()
-        self._fragments: list[bytes] | None = None
+        self._fragments: bytearray | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._answer: asyncio.Future[Response] | None = None
 
@@ -206,21 +206,25 @@ class Wire(asyncio.Protocol):
         if self._answer is not None:
             self._answer.cancel()
         self._registry.discard(self)
+        # Nothing may be written after this: uvloop raises on a closed handle.
+        self.transport = None
         if self.session is not None:
             self.app.closed(self)
             self.session = None
 
     def pause_writing(self) -> None:
-        """Flow control is the outbox's business (the slow-consumer policy)."""
+        """The outbox's slow-consumer policy decides what a full buffer means."""
 
     def resume_writing(self) -> None:
-        """See :meth:`pause_writing`."""
+        """The buffer drained below the low-water mark: tell the session."""
+        if self.session is not None:
+            self.session.outbox.drained()
 
     # --- the application's side ----------------------------------------------
 
     def is_open(self) -> bool:
         """Whether messages may still be sent."""
-        return self.ws is not None and self.ws.state is OPEN
+        return self.transport is not None and self.ws is not None and self.ws.state is OPEN
 
     def send_text(self, payload: bytes) -> None:
         """Frame (and compress, if negotiated) and write one text message now."""
@@ -236,12 +240,11 @@ class Wire(asyncio.Protocol):
     def close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake; abort if it takes over ``close_timeout``."""
         ws = self.ws
-        if ws is None or ws.state is not OPEN:
+        if ws is None or ws.state is not OPEN or self.transport is None:
             return
         ws.send_close(code, reason)
         self._flush(ws)
-        self._cancel_timer()
-        self._timer = asyncio.get_running_loop().call_later(self.settings.close_timeout, self.abort)
+        self._arm_close_timer()
 
     def ping(self) -> None:
         """Send a keepalive ping."""
@@ -369,13 +372,15 @@ class Wire(asyncio.Protocol):
         for event in ws.events_received():
             if not isinstance(event, Frame):
                 continue
+            if ws.state is not OPEN:
+                break  # failed (1007, 1009) or closing: nothing more is handled
             opcode = event.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.CONT:
                 data = self._reassemble(ws, bytes(event.data), event.fin)
                 if data is not None and self.session is not None:
                     self.app.text(self, data)
             elif opcode is Opcode.BINARY:
-                ws.send_close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+                self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
                 break
         self._flush(ws)
 
@@ -384,16 +389,17 @@ class Wire(asyncio.Protocol):
         if fin and fragments is None:
             message = data
         else:
+            # A bytearray: a flood of tiny continuation frames costs O(1) each.
             if fragments is None:
-                fragments = self._fragments = []
-            fragments.append(data)
-            if sum(map(len, fragments)) > self.settings.max_size:
+                fragments = self._fragments = bytearray()
+            fragments += data
+            if len(fragments) > self.settings.max_size:
                 self._fragments = None
                 ws.fail(CloseCode.MESSAGE_TOO_BIG, "message too big")
                 return None
             if not fin:
                 return None
-            message = b"".join(fragments)
+            message = bytes(fragments)
             self._fragments = None
         # RFC 6455 section 8.1: a text message must be valid UTF-8.
         if not message.isascii():
@@ -410,7 +416,11 @@ class Wire(asyncio.Protocol):
             return
         for data in ws.data_to_send():
             if data is SEND_EOF or not data:
+                # close() waits for the buffer to drain: a peer that does not
+                # read would hold the connection forever without this timer.
                 transport.close()
+                if self._timer is None:
+                    self._arm_close_timer()
                 return
             transport.write(data)
 
@@ -420,6 +430,10 @@ class Wire(asyncio.Protocol):
         self._timer = None
         log.info("handshake timeout peer=%s", self.peer)
         self.abort()
+
+    def _arm_close_timer(self) -> None:
+        self._cancel_timer()
+        self._timer = asyncio.get_running_loop().call_later(self.settings.close_timeout, self.abort)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -184,15 +184,21 @@ class RedisBackend:
         confirmed = asyncio.get_running_loop().create_future()
         self._pending_subs.setdefault(channel, deque()).append(confirmed)
         try:
-            if self._sub_up and self._pubsub is not None:
-                async with self._sub_lock:
-                    await self._pubsub.subscribe(channel)
-            # While reconnecting, the rebuilt subscriber subscribes every
-            # room in _rooms and its confirmation resolves this future.
+            async with self._sub_lock:
+                # Read under the lock: the reader may have dropped the
+                # subscriber while we waited for it. Then the rebuilt one
+                # subscribes every room in _rooms, and its confirmation
+                # resolves this future.
+                pubsub = self._pubsub
+                if self._sub_up and pubsub is not None:
+                    await pubsub.subscribe(channel)
             await asyncio.wait_for(asyncio.shield(confirmed), self._subscribe_timeout)
         except IO_ERRORS as exc:
             self._forget_pending(channel, confirmed)
             raise BackendUnavailable(f"cannot subscribe to {room!r}: {exc!r}") from exc
+        except BaseException:
+            self._forget_pending(channel, confirmed)
+            raise
 
     def unsubscribe(self, room: str) -> None:
         """Unsubscribe from ``room``'s channel, after commands already sent."""
@@ -273,7 +279,12 @@ class RedisBackend:
                 batch: list[Delivery] = []
                 # Drain what is already buffered, so the hub gets one batch.
                 while message is not None:
-                    self._handle(message, batch)
+                    try:
+                        self._handle(message, batch)
+                    except ValueError:
+                        # Not ours (another program on our channels): skip it,
+                        # without taking the connection for broken.
+                        log.warning("malformed message on %r skipped", message.get("channel"))
                     message = await pubsub.get_message(timeout=0)
             except Exception as exc:
                 # redis-py raises RuntimeError, not an I/O error, for a PubSub
@@ -285,7 +296,11 @@ class RedisBackend:
                 continue
             if batch and self._deliver is not None:
                 self.received += len(batch)
-                self._deliver(batch)
+                try:
+                    self._deliver(batch)
+                except Exception:
+                    # This task owns reconnects: it must outlive a fan-out bug.
+                    log.exception("delivering a batch of %d failed", len(batch))
 
     def _handle(self, message: dict[str, Any], batch: list[Delivery]) -> None:
         kind = message["type"]

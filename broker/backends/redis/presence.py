@@ -68,6 +68,7 @@ class Presence:
         self._reaped_prefix = f"{namespace}:reaped:".encode()
         self._members: dict[bytes, bytes] = {}  # b"room\nsession" -> user (b"" if none)
         self._registered = False
+        self._dirty = False
         self.reaped_nodes = 0
 
     def track(self, membership: Membership, member: bool) -> None:
@@ -76,9 +77,20 @@ class Presence:
         if member:
             user = (membership.user or "").encode()
             self._members[field] = user
-            self._publisher.enqueue((b"HSET", self._members_key, field, user), None)
+            self._record((b"HSET", self._members_key, field, user))
         elif self._members.pop(field, None) is not None:
-            self._publisher.enqueue((b"HDEL", self._members_key, field), None)
+            self._record((b"HDEL", self._members_key, field))
+
+    def _record(self, command: tuple[bytes, ...]) -> None:
+        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        recorded.add_done_callback(self._recorded)
+        self._publisher.enqueue(command, recorded)
+
+    def _recorded(self, recorded: asyncio.Future[None]) -> None:
+        # A lost record would make a later crash announce the wrong sessions:
+        # the next heartbeat writes the whole hash again.
+        if recorded.cancelled() or recorded.exception() is not None:
+            self._dirty = True
 
     async def recover_previous_run(self) -> None:
         """Announce ``left`` for what a crashed earlier run of this node id left."""
@@ -116,7 +128,22 @@ class Presence:
         _, added = await pipe.execute()
         if added and self._registered:
             await self._register_again()
+        elif self._dirty:
+            await self._rewrite_members()
         self._registered = True
+
+    async def _rewrite_members(self) -> None:
+        self._dirty = False
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(self._members_key)
+        if self._members:
+            mapping: dict[Any, Any] = dict(self._members)
+            pipe.hset(self._members_key, mapping=mapping)
+        try:
+            await pipe.execute()
+        except BaseException:
+            self._dirty = True
+            raise
 
     async def _register_again(self) -> None:
         # Our name was gone: reaped (tombstone) or lost with Redis's data.

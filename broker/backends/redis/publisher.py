@@ -24,6 +24,8 @@ __all__ = ["Batch", "Publisher"]
 
 log = logging.getLogger("broker.redis")
 
+MAX_QUEUED = 100_000
+
 Batch = list[tuple[tuple[bytes, ...], "asyncio.Future[None] | None"]]
 """Queued commands with their acceptance: PUBLISH has a future, membership
 records have none."""
@@ -47,7 +49,15 @@ class Publisher:
         self.failures = 0
 
     def enqueue(self, command: tuple[bytes, ...], accepted: asyncio.Future[None] | None) -> None:
-        """Queue ``command``; ``accepted`` (if any) settles with its fate."""
+        """Queue ``command``; ``accepted`` (if any) settles with its fate.
+
+        While Redis is stalled the queue grows with every say; past
+        ``MAX_QUEUED`` a publish fails at once with BackendUnavailable.
+        """
+        if len(self._queue) >= MAX_QUEUED:
+            self.failures += 1
+            _settle([(command, accepted)], BackendUnavailable("too many publishes waiting"))
+            return
         self._queue.append((command, accepted))
         self._wakeup.set()
 
@@ -82,7 +92,9 @@ class Publisher:
         for command, _ in batch:
             pipe.execute_command(*command)
         try:
-            await pipe.execute()
+            # Each command answers for itself: a refused HSET (OOM, READONLY)
+            # must not fail the PUBLISHes beside it, which Redis did deliver.
+            replies = await pipe.execute(raise_on_error=False)
         except IO_ERRORS as exc:
             self.up = False
             self.failures += len(batch)
@@ -97,7 +109,13 @@ class Publisher:
             return
         self.up = True
         self.sent += len(batch)
-        _settle(batch, None)
+        for (command, accepted), reply in zip(batch, replies, strict=True):
+            if isinstance(reply, Exception):
+                self.failures += 1
+                log.warning("redis refused %s: %r", command[0].decode(), reply)
+                _settle([(command, accepted)], BackendUnavailable(f"Redis refused it: {reply}"))
+            else:
+                _settle([(command, accepted)], None)
 
 
 def _never_sent(exc: BaseException) -> bool:
