@@ -103,6 +103,8 @@ async def test_hs256_token_is_refused_where_es256_is_configured(
 
 def test_node_refuses_to_start_with_a_short_secret() -> None:
     node = BrokerProcess(env={"BROKER_JWT_SECRET": "short"})
-    with pytest.raises(RuntimeError, match="at least 32 bytes"):
-        node.start()
-    node.cleanup()
+    try:
+        with pytest.raises(RuntimeError, match="at least 32 bytes"):
+            node.start()
+    finally:
+        node.cleanup()  # also when it wrongly started: no orphan process
