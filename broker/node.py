@@ -138,6 +138,10 @@ class Node:
             BackendUnavailable: the node could not subscribe to the room.
         """
         await self._subscriptions.acquire(room)
+        if outbox.closed:
+            # The client went away while the node subscribed: nobody joined.
+            self._subscriptions.release(room)
+            return
         if self.hub.add(room, session, outbox):
             self.backend.track(Membership(room, session, user), member=True)
             joined = Joined(room=room, session=session, user=_user(user))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from broker.backends import BackendUnavailable
+from broker.backends import BackendUnavailable, MemoryBackend
 from broker.backends.base import DeliverBatch, Membership, PresenceHooks
 from broker.node import Node
 from tests.unit.test_hub import RecordingOutbox
@@ -154,3 +154,32 @@ async def test_join_returns_only_once_its_joined_was_accepted(
     held.accept_all()
     await joining
     assert not done, "join returned while its joined announcement was still pending"
+
+
+async def test_join_of_a_client_that_left_meanwhile_announces_nothing() -> None:
+    backend = MemoryBackend()
+    node = Node("n-1", backend)
+    await node.start()
+    try:
+        outbox = _ClosedOutbox()
+        await node.join("room", "s-gone", outbox)
+        assert not node.hub.has_room("room")
+        assert backend.published == 0
+    finally:
+        await node.close()
+
+
+class _ClosedOutbox:
+    closed = True
+
+    def send(self, frame: bytes, payload: bytes) -> None:
+        raise AssertionError("nothing may be sent to a closed outbox")
+
+    def send_payload(self, payload: bytes) -> None:
+        raise AssertionError("nothing may be sent to a closed outbox")
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def drained(self) -> None: ...
