@@ -27,7 +27,6 @@ import msgspec
 
 from broker.auth import Authenticator, Identity
 from broker.backends.base import BackendUnavailable, OutcomeUnknown
-from broker.close_codes import CloseCode
 from broker.node import Node, new_session_id
 from broker.outbox import DirectOutbox, FramedOutbox, Outbox, SlowConsumerPolicy
 from broker.session import (
@@ -41,7 +40,16 @@ from broker.session import (
     ok,
 )
 from broker.wire import Wire
-from protocol import ErrorCode, ProtocolError, Ref, Welcome, decode_request, encode, error_frame
+from protocol import (
+    CloseCode,
+    ErrorCode,
+    ProtocolError,
+    Ref,
+    Welcome,
+    decode_request,
+    encode,
+    error_frame,
+)
 
 __all__ = ["ClientConnection", "ConnectionLimits"]
 

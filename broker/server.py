@@ -32,7 +32,6 @@ from websockets.http11 import Request, Response
 from broker.auth import HandshakeGuard, Refusal, load_authenticator
 from broker.backends.base import Backend
 from broker.backends.memory import MemoryBackend
-from broker.close_codes import CloseCode
 from broker.config import Config, split_list
 from broker.connection import ClientConnection, ConnectionLimits
 from broker.listener import Listener
@@ -41,6 +40,7 @@ from broker.node import Node, new_node_id
 from broker.outbox import SlowConsumerPolicy
 from broker.publish_api import PUBLISH_PATH, ApiReply, PublishApi
 from broker.wire import HttpRequest, Wire, WireSettings, http_response
+from protocol import CloseCode
 
 __all__ = ["build_backend", "drain", "run", "running_node"]
 
