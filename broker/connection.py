@@ -1,18 +1,22 @@
 """One client session over one :class:`~broker.wire.Wire`: the welcome, request
 dispatch, replies, and cleanup on every kind of exit.
 
-The rules live in :class:`broker.session.Session` (no I/O); this module moves
-messages between the wire, the session and the node. Requests are handled in
-the order they arrive: most complete at once, in the wire's
-``data_received``; a ``join`` that must wait for the backend holds back the
-frames after it (and, past a few, the socket's reading) until it is done.
+The rules live in :class:`broker.session.Session` (no I/O) and the join and
+leave sequences in :class:`broker.node.Node`; this module moves messages
+between the wire, the session and the node. Requests are handled in the order
+they arrive: most complete at once, in the wire's ``data_received``; a
+``join`` that must wait for the backend holds back the frames after it (and,
+past a few, the socket's reading) until it is done. ``join``, ``leave`` and
+``say`` are answered once the backend settled what they published.
 
 Authenticated sessions (docs/PROTOCOL-ADDITIONS.md): the connection is
 closed with 1008 at the token's ``exp`` unless a ``refresh`` moved it.
 
 Invariants:
     * After :meth:`ClientConnection.closed`, the session is in no room on this
-      node, including rooms whose join was still in flight.
+      node, including the room whose join was still in flight.
+    * Every request gets exactly one reply (``ok`` only when it has a ``ref``),
+      whatever failed, while the connection is open.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 import msgspec
 
-from broker.auth import Authenticator, Identity
-from broker.backends.base import BackendUnavailable, OutcomeUnknown
+from broker.backends.base import BackendUnavailable
+from broker.grants import Identity, TokenVerifier
 from broker.node import Node, new_session_id
-from broker.outbox import DirectOutbox, FramedOutbox, Outbox, SlowConsumerPolicy
+from broker.outbox import DirectOutbox, FramedOutbox, Outbox, SlowConsumerPolicy, WriteGuard
+from broker.publish_outcome import outcome_of
 from broker.session import (
     JoinRoom,
     LeaveRoom,
@@ -39,7 +45,6 @@ from broker.session import (
     TokenBucket,
     ok,
 )
-from broker.wire import Wire
 from protocol import (
     CloseCode,
     ErrorCode,
@@ -51,11 +56,59 @@ from protocol import (
     error_frame,
 )
 
-__all__ = ["ClientConnection", "ConnectionLimits"]
+__all__ = ["ClientConnection", "ClientWire", "ConnectionLimits"]
 
 log = logging.getLogger("broker.connection")
 
 BACKLOG_PAUSE = 32  # frames held behind a pending join before reading pauses
+
+
+class ClientWire(Protocol):
+    """What a connection needs of its socket (:class:`broker.wire.Wire` fits)."""
+
+    @property
+    def peer(self) -> str:
+        """The client's address, for logs."""
+        ...
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received or sent, if any."""
+        ...
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received or sent, if any."""
+        ...
+
+    def send_text(self, payload: bytes) -> None:
+        """Frame (and compress) and write one text message now."""
+        ...
+
+    def is_open(self) -> bool:
+        """Whether messages may still be sent."""
+        ...
+
+    def compressed(self) -> bool:
+        """Whether permessage-deflate was negotiated."""
+        ...
+
+    @property
+    def guard(self) -> WriteGuard:
+        """The slow-consumer policy over everything written to the socket."""
+        ...
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake."""
+        ...
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket."""
+        ...
+
+    def resume_reading(self) -> None:
+        """Read from the socket again."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +121,9 @@ class ConnectionLimits:
         say_burst: says allowed in a burst.
         slow_consumer: when a client that does not read is cut off.
         idle_timeout: seconds a session may go without joining a room (0: never).
-        authenticator: verifies ``refresh`` tokens (``None``: anonymous mode).
+        verifier: verifies ``refresh`` tokens (``None``: anonymous mode).
+        join_rate: joins and leaves per second, together, sustained (0: unlimited).
+        join_burst: joins and leaves allowed in a burst.
     """
 
     max_rooms: int
@@ -76,7 +131,9 @@ class ConnectionLimits:
     say_burst: int
     slow_consumer: SlowConsumerPolicy
     idle_timeout: float = 0.0
-    authenticator: Authenticator | None = None
+    verifier: TokenVerifier | None = None
+    join_rate: float = 0.0
+    join_burst: int = 0
 
 
 class ClientConnection:
@@ -95,6 +152,7 @@ class ClientConnection:
         "_expiry",
         "_idle_timer",
         "_joining",
+        "_joining_room",
         "_reading_paused",
         "node",
         "outbox",
@@ -103,7 +161,11 @@ class ClientConnection:
     )
 
     def __init__(
-        self, node: Node, wire: Wire, limits: ConnectionLimits, identity: Identity | None = None
+        self,
+        node: Node,
+        wire: ClientWire,
+        limits: ConnectionLimits,
+        identity: Identity | None = None,
     ) -> None:
         self.node = node
         self.wire = wire
@@ -112,15 +174,17 @@ class ClientConnection:
             limits.max_rooms,
             TokenBucket(limits.say_rate, limits.say_burst),
             identity,
-            limits.authenticator,
+            limits.verifier,
+            join_limit=TokenBucket(limits.join_rate, limits.join_burst),
         )
         self._expiry: asyncio.TimerHandle | None = None
         if identity is not None:
             self._expire_at(identity.expires_at)
-        self.outbox = self._make_outbox(limits.slow_consumer)
+        self.outbox = self._make_outbox()
         self._backlog: list[bytes] | None = None  # not None while a join is pending
         # The pending join's task: held so the loop's weak reference is not its only one.
         self._joining: asyncio.Task[None] | None = None
+        self._joining_room: str | None = None
         self._closed = False
         self._reading_paused = False
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -129,27 +193,23 @@ class ClientConnection:
                 limits.idle_timeout, self._idle_timeout
             )
 
-    def _make_outbox(self, policy: SlowConsumerPolicy) -> Outbox:
+    def _make_outbox(self) -> Outbox:
+        # The wire's guard applies the slow-consumer policy to every byte it
+        # writes (replies, fan-out, pongs, close frames): one budget per client.
         wire = self.wire
-        assert wire.transport is not None
-        # resume_writing then tells the outbox when a slow member caught up.
-        high = policy.high_water
-        wire.transport.set_write_buffer_limits(high=high, low=high // 2)
         if wire.compressed():
             # Compressed frames differ per connection: no shared frame bytes.
-            loop = asyncio.get_running_loop()
-            return DirectOutbox(wire.send_text, wire.transport, loop, policy, self._slow_consumer)
-        return FramedOutbox(
-            wire.transport, wire.is_open, self.node.scheduler, policy, self._slow_consumer
-        )
+            return DirectOutbox(wire.send_text)
+        return FramedOutbox(wire.is_open, self.node.scheduler, wire.guard)
 
     # --- lifecycle -----------------------------------------------------------
 
     def open(self) -> None:
         """Greet the client."""
         log.info("connect session=%s peer=%s", self.session.id, self.wire.peer)
-        self.node.sessions += 1
-        self.node.connections_total += 1
+        counters = self.node.counters
+        counters.sessions += 1
+        counters.connections_total += 1
         user = self.session.user
         welcome = Welcome(
             session=self.session.id, node=self.node.id, user=msgspec.UNSET if user is None else user
@@ -165,10 +225,15 @@ class ClientConnection:
             self._idle_timer.cancel()
         if self._expiry is not None:
             self._expiry.cancel()
-        for room in tuple(self.session.rooms):
+        rooms = set(self.session.rooms)
+        if self._joining_room is not None:
+            # Past its subscription, an in-flight join is a member already;
+            # before it, Node.join sees the closed outbox and joins nothing.
+            rooms.add(self._joining_room)
+        for room in rooms:
             self.node.leave(room, self.session.id, self.session.user)
         self.session.rooms.clear()
-        self.node.sessions -= 1
+        self.node.counters.sessions -= 1
         log.info(
             "disconnect session=%s peer=%s code=%s reason=%r",
             self.session.id,
@@ -210,19 +275,16 @@ class ClientConnection:
                 case ProtocolError():
                     self._reply_error(plan)
                 case Publish(room=room, payload=payload, ref=ref):
-                    self.node.says += 1
+                    self.node.counters.says += 1
                     accepted = self.node.publish(room, self.session.id, payload)
                     accepted.add_done_callback(partial(self._published, ref))
                 case JoinRoom(room=room, ref=ref):
                     self._backlog = []
+                    self._joining_room = room
                     self._joining = asyncio.get_running_loop().create_task(self._join(room, ref))
                 case LeaveRoom(room=room, ref=ref):
-                    announced = self.node.leave(room, self.session.id, self.session.user)
-                    if announced is None:
-                        self._reply_ok(ref)
-                    else:
-                        # ok once the others are being told, as for join.
-                        announced.add_done_callback(lambda _: self._reply_ok(ref))
+                    told = self.node.leave(room, self.session.id, self.session.user)
+                    told.add_done_callback(lambda _: self._reply_ok(ref))
                 case Reauthorized(expires_at=expires_at, ref=ref):
                     self._expire_at(expires_at)
                     self._reply_ok(ref)
@@ -233,7 +295,7 @@ class ClientConnection:
 
     async def _join(self, room: str, ref: Ref | None) -> None:
         try:
-            await self.node.join(room, self.session.id, self.outbox, self.session.user)
+            joined = await self.node.join(room, self.session.id, self.outbox, self.session.user)
         except BackendUnavailable as exc:
             log.warning("join failed session=%s room=%s: %s", self.session.id, room, exc)
             self._reply_error(ProtocolError(ErrorCode.UNAVAILABLE, "backend unavailable", ref))
@@ -242,17 +304,15 @@ class ClientConnection:
             log.exception("join failed session=%s room=%s", self.session.id, room)
             self._reply_error(ProtocolError(ErrorCode.INTERNAL, "internal error", ref))
         else:
-            if self._closed:
-                # The client left while the node subscribed: undo at once.
-                self.node.leave(room, self.session.id, self.session.user)
-                return
-            self.session.joined(room)
-            if self._idle_timer is not None:
-                self._idle_timer.cancel()
-                self._idle_timer = None
-            self._reply_ok(ref)
+            if joined:
+                self.session.joined(room)
+                if self._idle_timer is not None:
+                    self._idle_timer.cancel()
+                    self._idle_timer = None
+                self._reply_ok(ref)
         finally:
             self._joining = None
+            self._joining_room = None
             self._resume()
 
     def _resume(self) -> None:
@@ -272,16 +332,11 @@ class ClientConnection:
                 return
 
     def _published(self, ref: Ref | None, accepted: asyncio.Future[None]) -> None:
-        error = None if accepted.cancelled() else accepted.exception()
-        if isinstance(error, OutcomeUnknown):
-            # Not `unavailable`: that promises nothing was sent (PROTOCOL.md).
-            message = "Redis did not confirm the publish; it may still reach the other members"
-            self._reply_error(ProtocolError(ErrorCode.INTERNAL, message, ref))
-        elif accepted.cancelled() or error is not None:
-            message = "the backend could not take the publish; nothing was sent"
-            self._reply_error(ProtocolError(ErrorCode.UNAVAILABLE, message, ref))
-        else:
+        failure = outcome_of(accepted)
+        if failure is None:
             self._reply_ok(ref)
+        else:
+            self._reply_error(ProtocolError(failure.code, failure.message, ref))
 
     # --- replies -------------------------------------------------------------
 
@@ -291,20 +346,22 @@ class ClientConnection:
             self.outbox.send_payload(reply.payload)
 
     def _reply_error(self, error: ProtocolError) -> None:
-        self.node.errors[error.code.value] += 1
+        self.node.counters.errors[error.code.value] += 1
         log.info("error session=%s code=%s message=%s", self.session.id, error.code, error.message)
         self.outbox.send_payload(error_frame(error))
 
     # --- policies ------------------------------------------------------------
 
-    def _slow_consumer(self, buffered: int) -> None:
+    def slow_consumer(self, buffered: int) -> None:
+        """The wire's write guard cut this client off: nothing more is queued."""
+        self.outbox.close()
         log.warning(
             "slow consumer session=%s peer=%s buffered=%d: closing with 1013",
             self.session.id,
             self.wire.peer,
             buffered,
         )
-        self.node.slow_consumers += 1
+        self.node.counters.slow_consumers += 1
         self.wire.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
 
     def _idle_timeout(self) -> None:

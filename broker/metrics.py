@@ -2,13 +2,12 @@
 
 Why a collector rather than ``Counter.inc()`` on the hot path: a Prometheus
 counter takes a lock per increment, which would cost more than the delivery
-it counts. The node keeps plain integers; this module turns them into metric
-families only when scraped.
+it counts. The node keeps plain integers (:class:`broker.counters.Counters`);
+this module turns them into metric families only when scraped.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -19,39 +18,13 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import generate_latest
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 if TYPE_CHECKING:
     from broker.node import Node
 
-__all__ = ["LatencyHistogram", "render_metrics"]
-
-
-class LatencyHistogram:
-    """A fixed-bucket histogram cheap enough to observe once per message."""
-
-    BOUNDS: tuple[float, ...] = (
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    )  # fmt: skip
-
-    __slots__ = ("counts", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(self.BOUNDS) + 1)
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        """Count one observation."""
-        self.counts[bisect.bisect_left(self.BOUNDS, seconds)] += 1
-        self.sum += seconds
-
-    def buckets(self) -> list[tuple[str, float]]:
-        """Cumulative buckets as Prometheus wants them, ending with ``+Inf``."""
-        cumulative, total = [], 0
-        for bound, count in zip((*map(str, self.BOUNDS), "+Inf"), self.counts, strict=True):
-            total += count
-            cumulative.append((bound, float(total)))
-        return cumulative
+__all__ = ["render_metrics"]
 
 
 class _NodeCollector:
@@ -59,20 +32,22 @@ class _NodeCollector:
         self.node = node
 
     def collect(self) -> Iterator[Metric]:
-        node, hub = self.node, self.node.hub
+        node, hub, counters = self.node, self.node.hub, self.node.counters
         backend = node.backend.stats()
-        yield _gauge("roomcast_connections_open", "Open client connections", node.sessions)
+        yield _gauge("roomcast_connections_open", "Open client connections", counters.sessions)
         yield _counter(
-            "roomcast_connections", "Client connections accepted", node.connections_total
+            "roomcast_connections", "Client connections accepted", counters.connections_total
         )
         yield _counter(
             "roomcast_connections_refused",
             "Handshakes refused because the node was full or draining",
-            node.connections_refused,
+            counters.connections_refused,
         )
         yield _gauge("roomcast_rooms", "Rooms with a member on this node", len(hub.rooms()))
         yield _gauge("roomcast_memberships", "Room memberships on this node", hub.memberships())
-        yield _counter("roomcast_messages_in", "Says accepted from this node's clients", node.says)
+        yield _counter(
+            "roomcast_messages_in", "Says accepted from this node's clients", counters.says
+        )
         yield _counter(
             "roomcast_messages_out", "Messages fanned out to this node's members", hub.fanouts
         )
@@ -86,16 +61,16 @@ class _NodeCollector:
         errors = CounterMetricFamily(
             "roomcast_errors", "Error replies sent, by code", labels=["code"]
         )
-        for code, count in sorted(node.errors.items()):
+        for code, count in sorted(counters.errors.items()):
             errors.add_metric([code], count)
         yield errors
         yield _counter(
             "roomcast_slow_consumer_disconnects",
             "Clients closed with 1013 for not reading",
-            node.slow_consumers,
+            counters.slow_consumers,
         )
         yield _counter(
-            "roomcast_publish_failures", "Publishes the backend refused", node.publish_failures
+            "roomcast_publish_failures", "Publishes the backend refused", counters.publish_failures
         )
         yield _counter(
             "roomcast_backend_reconnects",
@@ -115,9 +90,9 @@ class _NodeCollector:
         yield _gauge("roomcast_backend_up", "1 if the backend is reachable", node.backend.healthy())
         yield _gauge("roomcast_draining", "1 while the node drains", node.draining)
         yield _gauge(
-            "roomcast_event_loop_lag_seconds", "Last measured event-loop lag", node.loop_lag
+            "roomcast_event_loop_lag_seconds", "Last measured event-loop lag", counters.loop_lag
         )
-        latency = node.latency
+        latency = counters.latency
         histogram = HistogramMetricFamily(
             "roomcast_delivery_latency_seconds",
             "From a say accepted on its origin node to its fan-out on this node",
@@ -134,8 +109,14 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=float(value))
 
 
+_PROCESS = ProcessCollector(registry=None)
+
+
 def render_metrics(node: Node) -> bytes:
     """The Prometheus text exposition of ``node``'s metrics."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_NodeCollector(node))
+    # process_resident_memory_bytes, process_cpu_seconds_total,
+    # process_open_fds, process_start_time_seconds: read from /proc per scrape.
+    registry.register(_PROCESS)
     return generate_latest(registry)

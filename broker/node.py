@@ -1,50 +1,45 @@
-"""A node: the hub, the backend and the subscriptions wired together, the
-operations a connection asks of them, and the node's counters.
+"""A node: the hub, the backend and the subscriptions wired together, and the
+operations a connection asks of them (publish, join, leave).
 
 Delivery rule (PROTOCOL.md, "Semantics": every other member receives a
 message exactly once): a payload published by this node goes to the other
 nodes through the backend, and to this node's own members when the backend
 has accepted it, so a publish the backend refused reached nobody.
 
-Membership announcements (``joined``/``left``) that the backend refused
-during an outage are kept and published again once it is back, so members on
-other nodes are not left believing in a ghost. A ``left`` that cancels a
-still-unsent ``joined`` of the same session and room removes both.
+Join and leave each read top-down in one method, and both resolve the same
+way: once the backend settled the membership announcement (``joined`` or
+``left``), so the ``ok`` a client gets is ordered after what the other
+members are told. Announcements the backend refused are kept and sent again
+(:mod:`broker.announcements`).
+
+Invariants:
+    * A session is in ``hub`` for a room exactly while this node holds the
+      room's subscription on its behalf, and the backend tracks that
+      membership (for crash recovery).
+    * A join whose client went away while the node subscribed leaves no trace:
+      no hub entry, no subscription held, no announcement.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
 import time
-from collections import Counter
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import msgspec
-
-from broker.backends.base import (
-    Backend,
-    BackendUnavailable,
-    Delivery,
-    Membership,
-    PresenceHooks,
-)
+from broker.announcements import Announcements
+from broker.backends.base import Backend, Delivery, Membership, PresenceHooks
+from broker.counters import Counters
 from broker.hub import Hub
-from broker.metrics import LatencyHistogram
 from broker.outbox import FlushScheduler, Outbox
 from broker.subscriptions import RoomSubscriptions
-from protocol import Joined, Left, encode
 
-__all__ = ["Node", "new_node_id", "new_session_id"]
-
-log = logging.getLogger("broker.node")
+__all__ = ["HOUSEKEEPING_INTERVAL", "Node", "new_node_id", "new_session_id"]
 
 HOUSEKEEPING_INTERVAL = 0.5
-MAX_UNANNOUNCED = 100_000
 
 
 def new_node_id() -> str:
@@ -63,27 +58,22 @@ class Node:
     Args:
         node_id: this node's id.
         backend: how payloads reach the other nodes.
+
+    Attributes:
+        counters: what this node counts (read by :mod:`broker.metrics`).
+        draining: set once the node stops taking new clients.
     """
 
     def __init__(self, node_id: str, backend: Backend) -> None:
         self.id = node_id
         self.backend = backend
         self.hub = Hub()
+        self.counters = Counters()
+        self.draining = False
         self._subscriptions = RoomSubscriptions(backend)
+        self._announcements = Announcements(self.publish)
         self._scheduler: FlushScheduler | None = None
         self._housekeeping: asyncio.Task[None] | None = None
-        # (room, session) -> (is_join, payload), in the order they happened.
-        self._unannounced: dict[tuple[str, str], tuple[bool, bytes]] = {}
-        self.draining = False
-        self.sessions = 0
-        self.connections_total = 0
-        self.connections_refused = 0
-        self.says = 0
-        self.publish_failures = 0
-        self.slow_consumers = 0
-        self.errors: Counter[str] = Counter()
-        self.latency = LatencyHistogram()
-        self.loop_lag = 0.0
 
     @property
     def scheduler(self) -> FlushScheduler:
@@ -99,7 +89,10 @@ class Node:
         """
         loop = asyncio.get_running_loop()
         self._scheduler = FlushScheduler(loop)
-        await self.backend.start(self._deliver, PresenceHooks(self._lost, self._revived))
+        announcements = self._announcements
+        await self.backend.start(
+            self._deliver, PresenceHooks(announcements.lost, announcements.revived)
+        )
         self._housekeeping = loop.create_task(self._housekeep(), name="node-housekeeping")
 
     async def close(self) -> None:
@@ -130,9 +123,15 @@ class Node:
         )
         return accepted
 
-    async def join(self, room: str, session: str, outbox: Outbox, user: str | None = None) -> None:
+    async def join(self, room: str, session: str, outbox: Outbox, user: str | None = None) -> bool:
         """Make ``session`` (of ``user``, if authenticated) a member of ``room``
         and tell the other members.
+
+        Returns:
+            Once the ``joined`` announcement was settled by the backend (so
+            that it is ordered before anything the joiner does next): ``True``
+            if the session is a member now, ``False`` if its client went away
+            meanwhile (then nothing happened).
 
         Raises:
             BackendUnavailable: the node could not subscribe to the room.
@@ -141,34 +140,32 @@ class Node:
         if outbox.closed:
             # The client went away while the node subscribed: nobody joined.
             self._subscriptions.release(room)
-            return
-        if self.hub.add(room, session, outbox):
-            self.backend.track(Membership(room, session, user), member=True)
-            joined = Joined(room=room, session=session, user=_user(user))
-            announced = self._announce(room, session, True, encode(joined))
-            if announced is not None:
-                # Returning once the backend took the announcement orders it
-                # before anything the joiner (or anyone it tells) does next.
-                await asyncio.wait([announced])
-        else:
-            self._subscriptions.release(room)
+            return False
+        if not self.hub.add(room, session, outbox):
+            self._subscriptions.release(room)  # a member already: hold the room once
+            return True
+        membership = Membership(room, session, user)
+        self.backend.track(membership, member=True)
+        await _settled(self._announcements.joined(membership))
+        return True
 
-    def leave(
-        self, room: str, session: str, user: str | None = None
-    ) -> asyncio.Future[None] | None:
-        """Remove ``session`` (of ``user``, if authenticated) from ``room`` and
-        tell the other members.
+    def leave(self, room: str, session: str, user: str | None = None) -> asyncio.Future[None]:
+        """Remove ``session`` (of ``user``, if authenticated) from ``room`` at
+        once and tell the other members.
 
         Returns:
-            The announcement's acceptance by the backend, if one was published.
+            A future that resolves (never fails) once the ``left``
+            announcement was settled by the backend; at once if there was
+            nothing to announce (not a member, or a ``joined`` that was never
+            sent). Closing connections need not wait for it.
         """
         if not self.hub.remove(room, session):
-            return None
-        self.backend.track(Membership(room, session, user), member=False)
-        left = Left(room=room, session=session, user=_user(user))
-        announced = self._announce(room, session, False, encode(left))
+            return _settled(None)
+        membership = Membership(room, session, user)
+        self.backend.track(membership, member=False)
+        announced = self._announcements.left(membership)
         self._subscriptions.release(room)
-        return announced
+        return _settled(announced)
 
     def flush(self) -> None:
         """Write every queued frame now (before closing connections)."""
@@ -176,77 +173,30 @@ class Node:
 
     def stats(self) -> dict[str, Any]:
         """Counters for tests and debugging."""
+        counters = self.counters
         return {
             "node": self.id,
-            "sessions": self.sessions,
+            "sessions": counters.sessions,
             "draining": self.draining,
-            "says": self.says,
-            "publish_failures": self.publish_failures,
-            "slow_consumers": self.slow_consumers,
-            "unannounced": len(self._unannounced),
-            "errors": dict(self.errors),
+            "says": counters.says,
+            "publish_failures": counters.publish_failures,
+            "slow_consumers": counters.slow_consumers,
+            "unannounced": len(self._announcements),
+            "errors": dict(counters.errors),
             "hub": self.hub.stats(),
             "backend": self.backend.stats(),
         }
 
-    # --- announcements -------------------------------------------------------
-
-    def _announce(
-        self, room: str, session: str, is_join: bool, payload: bytes
-    ) -> asyncio.Future[None] | None:
-        key = (room, session)
-        if key in self._unannounced:
-            # Still waiting to tell the cluster about the opposite change:
-            # both cancel out, and nobody elsewhere needs to hear of either.
-            del self._unannounced[key]
-            return None
-        accepted = self.publish(room, session, payload)
-        accepted.add_done_callback(partial(self._announced, key, is_join, payload))
-        return accepted
-
-    def _announced(
-        self, key: tuple[str, str], is_join: bool, payload: bytes, done: asyncio.Future[None]
-    ) -> None:
-        # Only what certainly was not sent is sent again: an OutcomeUnknown
-        # may have reached the others, and a second copy would be a duplicate.
-        if done.cancelled() or not isinstance(done.exception(), BackendUnavailable):
-            return
-        if len(self._unannounced) >= MAX_UNANNOUNCED:
-            oldest = next(iter(self._unannounced))
-            del self._unannounced[oldest]
-            log.warning("too many unannounced membership changes; dropped %s", oldest)
-        self._unannounced[key] = (is_join, payload)
-
-    def _lost(self, memberships: Sequence[Membership]) -> None:
-        # Members of a node that died: its sessions are gone, so their `left`
-        # is announced on its behalf (once, by the node that reaped it).
-        # Through _announce, so that a left refused now is published again.
-        for room, session, user in memberships:
-            left = Left(room=room, session=session, user=_user(user))
-            self._announce(room, session, False, encode(left))
-
-    def _revived(self, memberships: Sequence[Membership]) -> None:
-        # The cluster took this node for dead; its members are still here.
-        for room, session, user in memberships:
-            joined = Joined(room=room, session=session, user=_user(user))
-            self._announce(room, session, True, encode(joined))
-
-    def _retry_announcements(self) -> None:
-        pending, self._unannounced = self._unannounced, {}
-        if pending:
-            log.info("re-announcing %d membership changes after a backend outage", len(pending))
-        for (room, session), (is_join, payload) in pending.items():
-            accepted = self.publish(room, session, payload)
-            accepted.add_done_callback(partial(self._announced, (room, session), is_join, payload))
+    # --- housekeeping --------------------------------------------------------
 
     async def _housekeep(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
-            self.loop_lag = max(0.0, loop.time() - started - HOUSEKEEPING_INTERVAL)
-            if self._unannounced and self.backend.healthy():
-                self._retry_announcements()
+            self.counters.loop_lag = max(0.0, loop.time() - started - HOUSEKEEPING_INTERVAL)
+            if self._announcements and self.backend.healthy():
+                self._announcements.retry()
 
     # --- delivery ------------------------------------------------------------
 
@@ -261,18 +211,30 @@ class Node:
         if done.cancelled():
             return
         if done.exception() is not None:
-            self.publish_failures += 1
+            self.counters.publish_failures += 1
             return
         if self.hub.fanout(room, exclude, payload):
-            self.latency.observe(time.time() - published_at)
+            self.counters.latency.observe(time.time() - published_at)
 
     def _deliver(self, batch: Sequence[Delivery]) -> None:
-        fanout, observe, now = self.hub.fanout, self.latency.observe, time.time()
+        fanout, observe, now = self.hub.fanout, self.counters.latency.observe, time.time()
         for room, exclude, payload, published_at in batch:
             if fanout(room, exclude, payload):
                 observe(now - published_at)
 
 
-def _user(user: str | None) -> str | msgspec.UnsetType:
-    # An anonymous session's joined/left carry no `user` field at all.
-    return msgspec.UNSET if user is None else user
+def _settled(announced: asyncio.Future[None] | None) -> asyncio.Future[None]:
+    # The one way join and leave wait for their announcement: a future that
+    # resolves when the backend settled it, whether it accepted or refused it
+    # (a refused one is in the ledger, to be sent again).
+    told: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    if announced is None:
+        told.set_result(None)
+    else:
+        announced.add_done_callback(partial(_resolve, told))
+    return told
+
+
+def _resolve(told: asyncio.Future[None], _: asyncio.Future[None]) -> None:
+    if not told.done():  # a waiter may have been cancelled meanwhile
+        told.set_result(None)

@@ -3,9 +3,11 @@
 A :class:`Session` takes a decoded request and says what should happen: an
 immediate reply, or an action (join, leave, publish) for the connection to
 carry out through the node. It owns the contract's per-session rules
-(PROTOCOL.md, "Semantics"): membership checks, the room limit, and the say
-rate; and, when the node requires tokens, the room rights and ``refresh``
-(docs/PROTOCOL-ADDITIONS.md).
+(PROTOCOL.md, "Semantics"): membership checks, the room limit, the say rate
+and the join/leave rate; and, when the node requires tokens, the room rights
+and ``refresh`` (docs/PROTOCOL-ADDITIONS.md), whose tokens a
+:class:`~broker.grants.TokenVerifier` checks (this module needs no JWT
+library).
 
 Invariants:
     * ``rooms`` holds exactly the rooms whose join succeeded and that were not
@@ -14,6 +16,8 @@ Invariants:
     * ``identity`` is ``None`` exactly for an anonymous session; otherwise it
       grants ``join`` in every room of ``rooms`` (a refresh that would not is
       refused).
+    * A join or leave that is acted on took one token of the join limiter; a
+      refused one (``rate_limited``, or any other error) changes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import assert_never
 
 import msgspec
 
-from broker.auth import Authenticator, Identity, TokenError
+from broker.grants import Identity, TokenError, TokenVerifier
 from protocol import (
     ClientMessage,
     ErrorCode,
@@ -141,7 +145,8 @@ class Session:
         max_rooms: how many rooms it may be in at once (0: unlimited).
         say_limit: the say-rate limiter.
         identity: the verified token of the handshake; ``None``: anonymous.
-        authenticator: verifies the tokens of ``refresh`` (``None``: anonymous mode).
+        verifier: verifies the tokens of ``refresh`` (``None``: anonymous mode).
+        join_limit: the limiter of joins and leaves together (``None``: unlimited).
     """
 
     def __init__(
@@ -150,14 +155,17 @@ class Session:
         max_rooms: int,
         say_limit: TokenBucket,
         identity: Identity | None = None,
-        authenticator: Authenticator | None = None,
+        verifier: TokenVerifier | None = None,
+        *,
+        join_limit: TokenBucket | None = None,
     ) -> None:
         self.id = session_id
         self.rooms: set[str] = set()
         self.identity = identity
         self._max_rooms = max_rooms
         self._say_limit = say_limit
-        self._authenticator = authenticator
+        self._verifier = verifier
+        self._join_limit = join_limit
 
     @property
     def user(self) -> str | None:
@@ -188,27 +196,36 @@ class Session:
                 if self._max_rooms and len(self.rooms) >= self._max_rooms:
                     message = f"session is at its limit of {self._max_rooms} rooms"
                     return _error(ErrorCode.TOO_MANY_ROOMS, message, ref)
+                if not self._may_change_rooms():
+                    return _error(ErrorCode.RATE_LIMITED, "join/leave rate limit exceeded", ref)
                 return JoinRoom(room, ref)
             case Leave(room=room, ref=ref):
                 if room not in self.rooms:
                     return _not_member(room, ref)
+                if not self._may_change_rooms():
+                    return _error(ErrorCode.RATE_LIMITED, "join/leave rate limit exceeded", ref)
                 self.rooms.discard(room)
                 return LeaveRoom(room, ref)
             case Ping(ref=ref):
                 return Reply(encode(Pong(ref=ref)))
             case Refresh(token=token, ref=ref):
                 return self._refresh(token, ref)
-            case _:
+            case _:  # pragma: no cover - unreachable: mypy checks the match is exhaustive
                 assert_never(request)
+
+    def _may_change_rooms(self) -> bool:
+        # Issue 11: a client cycling join/leave makes every member of the room
+        # receive joined/left; the budget bounds what one session can cause.
+        return self._join_limit is None or self._join_limit.take()
 
     def _refresh(self, token: str, ref: Ref | None) -> Plan:
         # docs/PROTOCOL-ADDITIONS.md, "refresh": same user, and the new grants
         # must still cover every room the session is in; else nothing changes.
         current = self.identity
-        if self._authenticator is None or current is None:
+        if self._verifier is None or current is None:
             return _error(ErrorCode.UNAUTHORIZED, "this server does not use tokens", ref)
         try:
-            identity = self._authenticator.verify(token)
+            identity = self._verifier.verify(token)
         except TokenError as exc:
             return _error(ErrorCode.UNAUTHORIZED, exc.reason, ref)
         if identity.user != current.user:

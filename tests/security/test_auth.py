@@ -1,4 +1,4 @@
-"""broker.auth: token verification and room patterns, with plain data
+"""broker.tokens and broker.grants: token verification and room patterns, with plain data
 (docs/PROTOCOL-ADDITIONS.md, "Authentication")."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 import jwt
 import pytest
 
-from broker.auth import Authenticator, Identity, RoomGrant, TokenError, load_authenticator
+from broker.grants import Identity, RoomGrant, TokenError
+from broker.tokens import Authenticator, load_authenticator
 from tests.security.tokens import SECRET, claims, ec_key_pair, hs256, rooms, rsa_key_pair
 
 

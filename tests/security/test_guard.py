@@ -1,4 +1,4 @@
-"""broker.auth.HandshakeGuard: who may open a WebSocket, judged from the
+"""broker.tokens.HandshakeGuard: who may open a WebSocket, judged from the
 request target and headers alone."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from websockets.datastructures import Headers
 
-from broker.auth import HandshakeGuard, Identity, Refusal, load_authenticator
+from broker.grants import Identity
+from broker.tokens import HandshakeGuard, Refusal, load_authenticator
 from tests.security.tokens import SECRET, hs256
 
 ORIGIN = "https://app.example.com"
@@ -51,9 +52,33 @@ def test_repeated_token_parameter_is_refused() -> None:
     )
 
 
-def test_non_bearer_authorization_is_refused() -> None:
-    verdict = check(headers=[("Authorization", "Basic YWxpY2U6c2VjcmV0")])
-    assert isinstance(verdict, Refusal) and verdict.status == 401
+BASIC = ("Authorization", "Basic YWxpY2U6c2VjcmV0")
+
+
+def test_basic_authorization_beside_a_query_token_is_ignored() -> None:
+    # Issue 11: a page behind HTTP Basic on the same host sends it on its own.
+    verdict = check(f"/ws?token={hs256(sub='q')}", [BASIC])
+    assert isinstance(verdict, Identity) and verdict.user == "q"
+
+
+def test_basic_authorization_alone_is_no_token() -> None:
+    assert check(headers=[BASIC]) == Refusal(401, "a token is required")
+
+
+def test_bearer_header_beside_basic_authorization_is_used() -> None:
+    verdict = check(headers=[BASIC, ("Authorization", f"Bearer {hs256(sub='h')}")])
+    assert isinstance(verdict, Identity) and verdict.user == "h"
+
+
+def test_empty_bearer_authorization_is_refused() -> None:
+    verdict = check(f"/ws?token={hs256()}", [("Authorization", "Bearer ")])
+    assert verdict == Refusal(401, "Authorization must be 'Bearer <token>'")
+
+
+def test_two_bearer_headers_are_refused() -> None:
+    token = hs256()
+    headers = [("Authorization", f"Bearer {token}"), ("Authorization", f"Bearer {token}")]
+    assert check(headers=headers) == Refusal(401, "more than one Authorization header")
 
 
 def test_anonymous_mode_ignores_tokens() -> None:

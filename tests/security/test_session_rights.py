@@ -8,8 +8,8 @@ import json
 import msgspec
 import pytest
 
-from broker.auth import Authenticator, load_authenticator
 from broker.session import JoinRoom, Publish, Reauthorized, Session, TokenBucket
+from broker.tokens import Authenticator, load_authenticator
 from protocol import ErrorCode, Join, ProtocolError, Refresh, Say
 from tests.security.tokens import SECRET, hs256, rooms
 

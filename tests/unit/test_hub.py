@@ -4,28 +4,7 @@ from __future__ import annotations
 
 from broker.frames import text_frame
 from broker.hub import Hub
-
-
-class RecordingOutbox:
-    """An outbox that keeps every frame it is handed."""
-
-    def __init__(self) -> None:
-        self.closed = False
-        self.frames: list[bytes] = []
-        self.payloads: list[bytes] = []
-
-    def send(self, frame: bytes, payload: bytes) -> None:
-        self.frames.append(frame)
-        self.payloads.append(payload)
-
-    def send_payload(self, payload: bytes) -> None:
-        self.send(text_frame(payload), payload)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
+from tests.support.fakes import RecordingOutbox
 
 
 def hub_with(room: str, *sessions: str) -> tuple[Hub, dict[str, RecordingOutbox]]:

@@ -1,76 +1,19 @@
 """broker.node: the delivery rule (this node's members get a payload only once
-the backend accepted it) and when a join is announced, with a backend whose
-publishes the test accepts or refuses by hand."""
+the backend accepted it), and the join and leave sequences (when they are
+announced and when they resolve), with a backend whose publishes the test
+accepts or refuses by hand."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from broker.backends import BackendUnavailable, MemoryBackend
-from broker.backends.base import DeliverBatch, Membership, PresenceHooks
+from broker.backends.base import Delivery, Membership
 from broker.node import Node
-from tests.unit.test_hub import RecordingOutbox
-
-
-class HeldBackend:
-    """A backend that accepts every publish at once, or, while ``hold`` is
-    set, keeps it pending until the test settles it."""
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, str, bytes, asyncio.Future[None]]] = []
-        self.rooms: set[str] = set()
-        self.hold = False
-
-    async def start(self, deliver: DeliverBatch, presence: PresenceHooks | None = None) -> None:
-        pass
-
-    def track(self, membership: Membership, member: bool) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    async def subscribe(self, room: str) -> None:
-        self.rooms.add(room)
-
-    def unsubscribe(self, room: str) -> None:
-        self.rooms.discard(room)
-
-    def publish(
-        self, room: str, exclude: str, payload: bytes, published_at: float = 0.0
-    ) -> asyncio.Future[None]:
-        accepted = asyncio.get_running_loop().create_future()
-        if not self.hold:
-            accepted.set_result(None)
-        self.published.append((room, exclude, payload, accepted))
-        return accepted
-
-    def healthy(self) -> bool:
-        return True
-
-    def stats(self) -> dict[str, Any]:
-        return {"backend": "held"}
-
-    def types(self) -> list[str]:
-        return [json.loads(payload)["type"] for _, _, payload, _ in self.published]
-
-    def accept_all(self) -> None:
-        for *_, accepted in self.published:
-            if not accepted.done():
-                accepted.set_result(None)
-
-
-async def next_turn() -> None:
-    """Return once every callback already scheduled with ``call_soon`` has run."""
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.call_soon(done.set_result, None)
-    await done
+from tests.support.fakes import ClosedOutbox, HeldBackend, RecordingOutbox, next_turn
 
 
 @pytest.fixture
@@ -109,7 +52,7 @@ async def test_leave_announces_left_and_unsubscribes_the_last_member(
     node: Node, held: HeldBackend
 ) -> None:
     await join_accepted(node, "lobby", "s-1")
-    node.leave("lobby", "s-1")
+    await node.leave("lobby", "s-1")
     assert held.types() == ["joined", "left"]
     assert held.rooms == set()
 
@@ -149,11 +92,91 @@ async def test_join_returns_only_once_its_joined_was_accepted(
 ) -> None:
     held.hold = True
     joining = asyncio.ensure_future(node.join("lobby", "s-1", RecordingOutbox()))
-    # Far longer than a join takes with every publish accepted at once.
-    done, _ = await asyncio.wait([joining], timeout=0.2)
+    for _ in range(10):  # the subscription's task, then the announcement
+        await next_turn()
+    assert held.types() == ["joined"]
+    assert not joining.done(), "join returned while its joined announcement was pending"
     held.accept_all()
-    await joining
-    assert not done, "join returned while its joined announcement was still pending"
+    assert await joining is True
+
+
+async def test_leave_resolves_only_once_its_left_was_accepted(
+    node: Node, held: HeldBackend
+) -> None:
+    await join_accepted(node, "lobby", "s-1")
+    held.hold = True
+    told = node.leave("lobby", "s-1")
+    await next_turn()
+    assert not told.done()
+    held.accept_all()
+    await told
+
+
+async def test_leave_resolves_even_when_its_left_is_refused(node: Node, held: HeldBackend) -> None:
+    await join_accepted(node, "lobby", "s-1")
+    held.hold = True
+    told = node.leave("lobby", "s-1")
+    held.published[-1][3].set_exception(BackendUnavailable("down"))
+    await told
+    assert node.stats()["unannounced"] == 1
+
+
+async def test_leave_of_a_non_member_resolves_at_once_announcing_nothing(
+    node: Node, held: HeldBackend
+) -> None:
+    told = node.leave("lobby", "s-1")
+    await next_turn()
+    assert told.done()
+    assert held.published == []
+
+
+async def test_leave_removes_the_member_before_it_resolves(node: Node, held: HeldBackend) -> None:
+    await join_accepted(node, "lobby", "s-1")
+    held.hold = True
+    node.leave("lobby", "s-1")
+    assert node.hub.members("lobby") == ()
+
+
+async def test_join_and_leave_track_the_membership_for_crash_recovery(
+    node: Node, held: HeldBackend
+) -> None:
+    await node.join("lobby", "s-1", RecordingOutbox(), user="alice")
+    node.leave("lobby", "s-1", user="alice")
+    membership = Membership("lobby", "s-1", "alice")
+    assert held.tracked == [(membership, True), (membership, False)]
+
+
+async def test_join_of_a_member_again_is_still_a_member(node: Node) -> None:
+    outbox = await join_accepted(node, "lobby", "s-1")
+    assert await node.join("lobby", "s-1", outbox) is True
+    node.leave("lobby", "s-1")
+    assert not node.hub.has_room("lobby")
+
+
+async def test_a_refused_publish_is_counted(node: Node, held: HeldBackend) -> None:
+    held.hold = True
+    accepted = node.publish("lobby", "s-2", b"{}")
+    held.published[-1][3].set_exception(BackendUnavailable("down"))
+    await next_turn()
+    assert accepted.done()
+    assert node.counters.publish_failures == 1
+
+
+async def test_a_fanned_out_publish_is_timed(node: Node) -> None:
+    await join_accepted(node, "lobby", "s-1")
+    await node.publish("lobby", "s-2", b"{}")
+    await next_turn()
+    assert sum(node.counters.latency.counts) == 1
+
+
+async def test_deliveries_from_other_nodes_reach_local_members(
+    node: Node, held: HeldBackend
+) -> None:
+    listener = await join_accepted(node, "lobby", "s-1")
+    before = len(listener.payloads)
+    assert held.deliver is not None
+    held.deliver([Delivery("lobby", "s-9", b'{"type":"message"}', 0.0)])
+    assert listener.payloads[before:] == [b'{"type":"message"}']
 
 
 async def test_join_of_a_client_that_left_meanwhile_announces_nothing() -> None:
@@ -161,25 +184,38 @@ async def test_join_of_a_client_that_left_meanwhile_announces_nothing() -> None:
     node = Node("n-1", backend)
     await node.start()
     try:
-        outbox = _ClosedOutbox()
-        await node.join("room", "s-gone", outbox)
+        outbox = ClosedOutbox()
+        assert await node.join("room", "s-gone", outbox) is False
         assert not node.hub.has_room("room")
         assert backend.published == 0
     finally:
         await node.close()
 
 
-class _ClosedOutbox:
-    closed = True
+async def test_refused_announcements_are_published_again_by_housekeeping(
+    node: Node, held: HeldBackend
+) -> None:
+    await join_accepted(node, "lobby", "s-1")
+    held.hold = True
+    node.leave("lobby", "s-1")
+    held.published[-1][3].set_exception(BackendUnavailable("down"))
+    held.hold = False
+    await asyncio.wait_for(held.wait_published(3), 5)  # the housekeeping interval
+    await next_turn()
+    assert held.types() == ["joined", "left", "left"]
+    assert node.stats()["unannounced"] == 0
 
-    def send(self, frame: bytes, payload: bytes) -> None:
-        raise AssertionError("nothing may be sent to a closed outbox")
 
-    def send_payload(self, payload: bytes) -> None:
-        raise AssertionError("nothing may be sent to a closed outbox")
+async def test_a_draining_node_is_not_healthy(node: Node) -> None:
+    assert node.healthy()
+    node.draining = True
+    assert not node.healthy()
 
-    def flush(self) -> None: ...
 
-    def close(self) -> None: ...
-
-    def drained(self) -> None: ...
+async def test_presence_hooks_announce_lost_and_revived_members(
+    node: Node, held: HeldBackend
+) -> None:
+    assert held.presence is not None
+    held.presence.lost([Membership("lobby", "s-dead", None)])
+    held.presence.revived([Membership("lobby", "s-back", "bob")])
+    assert held.types() == ["left", "joined"]

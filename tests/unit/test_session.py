@@ -7,18 +7,11 @@ import json
 
 import msgspec
 
-from broker.session import JoinRoom, LeaveRoom, Publish, Reply, Session, TokenBucket
-from protocol import ErrorCode, Join, Leave, Ping, ProtocolError, Say
-
-
-class FakeClock:
-    """Monotonic seconds that move only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from broker.config import Config, join_budget
+from broker.grants import Identity, RoomGrant, TokenError
+from broker.session import JoinRoom, LeaveRoom, Publish, Reauthorized, Reply, Session, TokenBucket
+from protocol import ErrorCode, Join, Leave, Ping, ProtocolError, Refresh, Say
+from tests.support.fakes import FakeClock
 
 
 def make_session(max_rooms: int = 10, rate: float = 0, burst: float = 0) -> Session:
@@ -214,3 +207,166 @@ def test_say_to_a_room_not_joined_does_not_use_the_rate() -> None:
 def test_rate_zero_means_unlimited() -> None:
     bucket = TokenBucket(0, 0, FakeClock())
     assert all(bucket.take() for _ in range(10_000))
+
+
+# --- join/leave rate (issue 11) --------------------------------------------------
+
+
+def room_changer(rate: float, burst: float, clock: FakeClock, max_rooms: int = 10) -> Session:
+    return Session("s-me", max_rooms, TokenBucket(0, 0), join_limit=TokenBucket(rate, burst, clock))
+
+
+def test_joins_within_the_join_burst_are_planned() -> None:
+    session = room_changer(rate=1, burst=3, clock=FakeClock())
+    plans = [session.plan(Join(room=f"r{i}", ref=i)) for i in range(3)]
+    assert plans == [JoinRoom(f"r{i}", i) for i in range(3)]
+
+
+def test_join_beyond_the_join_burst_is_rate_limited() -> None:
+    session = room_changer(rate=1, burst=2, clock=FakeClock())
+    session.plan(Join(room="a", ref=1))
+    session.plan(Join(room="b", ref=2))
+    assert_error(session.plan(Join(room="c", ref=3)), ErrorCode.RATE_LIMITED, ref=3)
+
+
+def test_leaves_count_against_the_same_budget_as_joins() -> None:
+    session = room_changer(rate=1, burst=2, clock=FakeClock())
+    session.joined("a")
+    assert session.plan(Leave(room="a", ref=1)) == LeaveRoom("a", 1)
+    assert session.plan(Join(room="a", ref=2)) == JoinRoom("a", 2)
+    session.joined("a")
+    assert_error(session.plan(Leave(room="a", ref=3)), ErrorCode.RATE_LIMITED, ref=3)
+
+
+def test_a_rate_limited_leave_keeps_the_membership() -> None:
+    session = room_changer(rate=1, burst=0, clock=FakeClock())
+    session.joined("a")
+    session.plan(Leave(room="a", ref=1))
+    assert session.rooms == {"a"}
+
+
+def test_join_budget_refills_with_time() -> None:
+    clock = FakeClock()
+    session = room_changer(rate=2, burst=1, clock=clock)
+    session.plan(Join(room="a", ref=1))
+    clock.now += 0.5
+    assert session.plan(Join(room="b", ref=2)) == JoinRoom("b", 2)
+
+
+def test_join_of_a_joined_room_does_not_use_the_join_budget() -> None:
+    session = room_changer(rate=1, burst=1, clock=FakeClock())
+    session.joined("a")
+    session.plan(Join(room="a", ref=1))
+    assert session.plan(Join(room="b", ref=2)) == JoinRoom("b", 2)
+
+
+def test_join_refused_at_the_room_limit_does_not_use_the_join_budget() -> None:
+    session = room_changer(rate=1, burst=1, clock=FakeClock(), max_rooms=1)
+    session.joined("a")
+    assert_error(session.plan(Join(room="b", ref=1)), ErrorCode.TOO_MANY_ROOMS)
+    assert session.plan(Leave(room="a", ref=2)) == LeaveRoom("a", 2)
+
+
+def test_leave_of_a_room_not_joined_does_not_use_the_join_budget() -> None:
+    session = room_changer(rate=1, burst=1, clock=FakeClock())
+    assert_error(session.plan(Leave(room="a", ref=1)), ErrorCode.NOT_MEMBER)
+    assert session.plan(Join(room="a", ref=2)) == JoinRoom("a", 2)
+
+
+def test_default_budget_lets_a_session_leave_and_rejoin_every_room_at_once() -> None:
+    config = Config(max_rooms_per_session=150, join_burst=10)
+    rooms = [f"r{i}" for i in range(config.max_rooms_per_session)]
+    session = Session(
+        "s-me",
+        config.max_rooms_per_session,
+        TokenBucket(0, 0),
+        join_limit=TokenBucket(config.join_rate, join_budget(config), FakeClock()),
+    )
+    for room in rooms:
+        session.joined(room)
+    leaves = [session.plan(Leave(room=room, ref=1)) for room in rooms]
+    joins = [session.plan(Join(room=room, ref=1)) for room in rooms]
+    assert all(isinstance(plan, LeaveRoom) for plan in leaves)
+    assert all(isinstance(plan, JoinRoom) for plan in joins)
+
+
+# --- rights and refresh, with a verifier that needs no JWT library ----------------
+
+
+class FakeVerifier:
+    """Verifies tokens by looking them up; any other token is refused."""
+
+    def __init__(self, **identities: Identity) -> None:
+        self.identities = identities
+
+    def verify(self, token: str) -> Identity:
+        if token not in self.identities:
+            raise TokenError("bad token signature")
+        return self.identities[token]
+
+
+def identity(user: str = "alice", expires_at: float = 2000.0, *grants: RoomGrant) -> Identity:
+    return Identity(user, expires_at, grants)
+
+
+def grant(pattern: str, *rights: str) -> RoomGrant:
+    return msgspec.convert({"pattern": pattern, "rights": list(rights)}, RoomGrant)
+
+
+def token_session(verifier: FakeVerifier, start: Identity, *joined: str) -> Session:
+    session = Session("s-me", 10, TokenBucket(0, 0), start, verifier)
+    for room in joined:
+        session.joined(room)
+    return session
+
+
+def test_join_of_a_room_no_grant_covers_is_forbidden() -> None:
+    session = token_session(FakeVerifier(), identity("alice", 2000.0, grant("team:*", "join")))
+    assert_error(session.plan(Join(room="lobby", ref=1)), ErrorCode.FORBIDDEN)
+
+
+def test_say_without_the_say_right_is_forbidden() -> None:
+    start = identity("alice", 2000.0, grant("lobby", "join"))
+    assert_error(
+        token_session(FakeVerifier(), start, "lobby").plan(say("lobby")), ErrorCode.FORBIDDEN
+    )
+
+
+def test_message_of_an_authenticated_session_carries_its_user() -> None:
+    start = identity("alice", 2000.0, grant("*", "join", "say"))
+    plan = token_session(FakeVerifier(), start, "lobby").plan(say("lobby"))
+    assert isinstance(plan, Publish)
+    assert json.loads(plan.payload)["user"] == "alice"
+
+
+def test_refresh_with_a_verified_token_of_the_same_user_reauthorizes() -> None:
+    later = identity("alice", 9000.0, grant("*", "join"))
+    session = token_session(FakeVerifier(new=later), identity("alice", 2000.0, grant("*", "join")))
+    assert session.plan(Refresh(token="new", ref=1)) == Reauthorized(9000.0, 1)
+    assert session.identity == later
+
+
+def test_refresh_with_a_refused_token_is_unauthorized_with_its_reason() -> None:
+    session = token_session(FakeVerifier(), identity())
+    plan = session.plan(Refresh(token="forged", ref=1))
+    assert_error(plan, ErrorCode.UNAUTHORIZED)
+    assert isinstance(plan, ProtocolError) and plan.message == "bad token signature"
+
+
+def test_refresh_for_another_user_is_unauthorized_and_changes_nothing() -> None:
+    start = identity("alice")
+    session = token_session(FakeVerifier(other=identity("mallory")), start)
+    assert_error(session.plan(Refresh(token="other", ref=1)), ErrorCode.UNAUTHORIZED)
+    assert session.identity == start
+
+
+def test_refresh_that_would_not_cover_a_joined_room_is_forbidden() -> None:
+    narrower = identity("alice", 9000.0, grant("b", "join"))
+    session = token_session(
+        FakeVerifier(new=narrower), identity("alice", 2000.0, grant("*", "join")), "a"
+    )
+    assert_error(session.plan(Refresh(token="new", ref=1)), ErrorCode.FORBIDDEN)
+
+
+def test_refresh_of_an_anonymous_session_is_unauthorized() -> None:
+    assert_error(make_session().plan(Refresh(token="t", ref=1)), ErrorCode.UNAUTHORIZED)

@@ -1,26 +1,18 @@
-"""Who a connection is and which rooms it may use: JWT verification, the
-claims, and room patterns (docs/PROTOCOL-ADDITIONS.md, "Authentication").
+"""Token verification with PyJWT, and who may open a WebSocket
+(docs/PROTOCOL-ADDITIONS.md, "Authentication").
 
 No I/O but reading the public key file once, at startup. The signature and
 the registered claims (``exp``, ``nbf``, ``iat``, ``aud``, ``iss``) are checked
 by PyJWT against an explicit algorithm allowlist fixed by the configuration,
-never by the token's own ``alg`` (RFC 8725, section 2.1).
-
-The claims this broker reads::
-
-    {"sub": "alice", "exp": 1735689600,
-     "rooms": [{"pattern": "team:42:*", "rights": ["join", "say"]},
-               {"pattern": "lobby", "rights": ["join"]}]}
-
-A pattern is an exact room name, or a room-name prefix followed by one ``*``
-(``*`` alone: every room). ``team:42:*`` matches ``team:42:chat``, never
-``team:420``. A room no grant matches is forbidden; no ``rooms`` claim means
-no room at all.
+never by the token's own ``alg`` (RFC 8725, section 2.1). What the claims
+grant, and the room patterns, are :mod:`broker.grants` (no JWT library).
 
 :class:`HandshakeGuard` decides, from the request line and headers alone,
 whether a WebSocket may open: the ``Origin`` allowlist first (403), then the
 token (401), taken from the ``token`` query parameter (all a browser can set)
-or an ``Authorization: Bearer`` header.
+or an ``Authorization: Bearer`` header. Another scheme in ``Authorization``
+(``Basic``, sent on its own by a browser for a page behind HTTP Basic on the
+same host) is not a token and is ignored.
 """
 
 from __future__ import annotations
@@ -28,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Final, Literal, Protocol
+from typing import Annotated, Final, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -36,24 +28,17 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from protocol import is_valid_room
+from broker.grants import Identity, RoomGrant, TokenError, valid_pattern
 
 __all__ = [
+    "DEFAULT_LEEWAY",
     "Authenticator",
     "HandshakeGuard",
     "HeaderLookup",
-    "Identity",
     "Refusal",
-    "Right",
-    "RoomGrant",
-    "TokenError",
     "bearer_token",
     "load_authenticator",
-    "pattern_matches",
 ]
-
-Right = Literal["join", "say"]
-"""What a grant allows in the rooms it matches."""
 
 DEFAULT_LEEWAY: Final = 30.0
 """Seconds of clock skew tolerated on ``exp``, ``nbf`` and ``iat``."""
@@ -68,63 +53,11 @@ EC_ALGORITHMS: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1":
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
-class TokenError(Exception):
-    """A token was refused; ``reason`` says why, in words fit for the client."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class RoomGrant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One entry of the ``rooms`` claim: the rights it gives in the rooms ``pattern`` matches."""
-
-    pattern: str
-    rights: frozenset[Right]
-
-
 class _Claims(msgspec.Struct):
     # Unknown claims are ignored; the ones read here must have these shapes.
     sub: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     exp: float
     rooms: list[RoomGrant] = []
-
-
-def pattern_matches(pattern: str, room: str) -> bool:
-    """Whether the room pattern ``pattern`` covers ``room``.
-
-    A trailing ``*`` makes the rest a prefix: ``team:42:*`` covers
-    ``team:42:chat`` but not ``team:420``, because the prefix keeps its ``:``.
-    """
-    if pattern.endswith("*"):
-        return room.startswith(pattern[:-1])
-    return room == pattern
-
-
-def _valid_pattern(pattern: str) -> bool:
-    if pattern == "*":
-        return True
-    name = pattern[:-1] if pattern.endswith("*") else pattern
-    return is_valid_room(name)
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """A verified token: who the session is, until when, and where it may go.
-
-    Attributes:
-        user: the token's ``sub``, sent to others as ``user``.
-        expires_at: the token's ``exp`` (seconds since the epoch).
-        grants: the ``rooms`` claim.
-    """
-
-    user: str
-    expires_at: float
-    grants: tuple[RoomGrant, ...]
-
-    def allows(self, room: str, right: Right) -> bool:
-        """Whether some grant gives ``right`` in ``room``."""
-        return any(right in g.rights and pattern_matches(g.pattern, room) for g in self.grants)
 
 
 class Authenticator:
@@ -182,7 +115,7 @@ class Authenticator:
             claims = msgspec.convert(payload, _Claims)
         except msgspec.ValidationError as exc:
             raise TokenError(f"bad claims: {exc}") from None
-        bad = [grant.pattern for grant in claims.rooms if not _valid_pattern(grant.pattern)]
+        bad = [grant.pattern for grant in claims.rooms if not valid_pattern(grant.pattern)]
         if bad:
             raise TokenError(f"bad room pattern {bad[0][:140]!r}")
         return Identity(claims.sub, claims.exp, tuple(claims.rooms))
@@ -305,23 +238,36 @@ class Refusal:
     reason: str
 
 
-def bearer_token(headers: HeaderLookup) -> str | Refusal | None:
+def bearer_token(headers: HeaderLookup, *, other_schemes: bool = False) -> str | Refusal | None:
     """The token of the ``Authorization: Bearer`` header (RFC 6750, section 2.1).
 
+    Args:
+        headers: the request's headers.
+        other_schemes: whether an ``Authorization`` header of another scheme
+            (``Basic``) may be there for someone else; it is then ignored
+            rather than refused.
+
     Returns:
-        The token, ``None`` without the header, or a 401 :class:`Refusal` when
-        the header is repeated or not a bearer credential.
+        The token, ``None`` without a bearer credential, or a 401
+        :class:`Refusal` when the header is repeated, empty, or (unless
+        ``other_schemes``) not a bearer credential.
     """
     values = headers.get_all("Authorization")
+    if other_schemes:
+        values = [value for value in values if _scheme(value) == "bearer"]
     if not values:
         return None
     if len(values) > 1:
         return Refusal(401, "more than one Authorization header")
-    scheme, _, token = values[0].strip().partition(" ")
-    # The auth scheme is case-insensitive (RFC 9110, section 11.1).
-    if scheme.lower() != "bearer" or not token.strip():
+    token = values[0].strip().partition(" ")[2]
+    if _scheme(values[0]) != "bearer" or not token.strip():
         return Refusal(401, "Authorization must be 'Bearer <token>'")
     return token.strip()
+
+
+def _scheme(value: str) -> str:
+    # The auth scheme is case-insensitive (RFC 9110, section 11.1).
+    return value.strip().partition(" ")[0].lower()
 
 
 class HandshakeGuard:
@@ -371,7 +317,10 @@ class HandshakeGuard:
 
     @staticmethod
     def _token(target: str, headers: HeaderLookup) -> str | Refusal | None:
-        in_header = bearer_token(headers)
+        # A browser sends the Basic credentials of a page behind HTTP Basic on
+        # the same host with every request, WebSocket handshakes included: they
+        # are the page's, not a token, so they never stand in a token's way.
+        in_header = bearer_token(headers, other_schemes=True)
         if isinstance(in_header, Refusal):
             return in_header
         in_query = parse_qs(urlsplit(target).query).get("token", [])
