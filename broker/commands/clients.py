@@ -1,7 +1,7 @@
 """``broker chat``, ``broker say`` and ``broker listen``: command-line clients
-built on the SDK. This module only parses arguments; the tools themselves are
-in :mod:`broker.client.tools`, imported when one runs (so that ``broker
-serve`` never loads client code).
+built on the SDK (:mod:`roomcast_client`). This module only parses arguments;
+the tools themselves are in :mod:`broker.commands.tools`, imported when one
+runs (so that ``broker serve`` never loads client code).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ __all__ = ["register"]
 
 def _runner(tool: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        main = getattr(importlib.import_module("broker.client.tools"), tool)
+        main = getattr(importlib.import_module("broker.commands.tools"), tool)
         code: int = run_async(main(args))
         return code
 
@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
         description=(
             "Join ROOM, say BODY (parsed as JSON when it is valid JSON, else sent as a "
             "string) and exit 0 once the broker accepted it; on an error print its code "
-            "on stderr and exit 2."
+            "on stderr and exit 2 (a refused handshake: the broker's reason and the fix)."
         ),
     )
     say.add_argument("url", metavar="URL", help="broker URL, e.g. ws://127.0.0.1:8765/ws")

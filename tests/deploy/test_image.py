@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -116,9 +117,11 @@ def test_build_context_leaves_out_what_the_image_does_not_need(path: str) -> Non
     assert not build_context_includes(DOCKERIGNORE, path)
 
 
-def test_the_copied_files_are_enough_to_build_the_package(tmp_path: Path) -> None:
-    # The build stage runs `pip install .` on exactly what it copied: build a
-    # wheel from a directory holding only that.
+@pytest.fixture(scope="module")
+def wheel_from_the_copied_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel ``pip`` builds from a directory holding only what the build
+    stage copies (it runs ``pip install .`` on exactly that)."""
+    tmp_path = tmp_path_factory.mktemp("image")
     context = tmp_path / "src"
     for source in _copied_sources():
         if source.startswith("deploy/"):
@@ -141,3 +144,20 @@ def test_the_copied_files_are_enough_to_build_the_package(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
     wheels = list((tmp_path / "dist").glob("roomcast-*.whl"))
     assert len(wheels) == 1
+    return wheels[0]
+
+
+def test_the_copied_files_are_enough_to_build_the_package(
+    wheel_from_the_copied_files: Path,
+) -> None:
+    assert wheel_from_the_copied_files.name.startswith("roomcast-")
+
+
+@pytest.mark.parametrize("package", ["broker", "protocol", "roomcast_client"])
+def test_the_image_package_holds_every_top_level_package(
+    wheel_from_the_copied_files: Path, package: str
+) -> None:
+    # A package the Dockerfile forgets to copy still builds, without it:
+    # `broker say` in the image would then fail on its first import.
+    with zipfile.ZipFile(wheel_from_the_copied_files) as wheel:
+        assert f"{package}/__init__.py" in wheel.namelist()

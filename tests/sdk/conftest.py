@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from broker.client import Client, Message, connect
+from roomcast_client import Client, Message, connect
 from tests.conftest import BrokerFactory
 from tests.support.processes import BrokerProcess, RedisServer
 

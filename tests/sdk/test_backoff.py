@@ -1,5 +1,5 @@
-"""The reconnect rules: which close codes reconnect, and exponential
-backoff with full jitter."""
+"""The reconnect rules: which close codes reconnect (the protocol's table,
+which the SDK follows), and exponential backoff with full jitter."""
 
 from __future__ import annotations
 
@@ -7,22 +7,31 @@ import random
 
 import pytest
 
-from broker.client import Reconnect
-from broker.client.backoff import After, after_close
+from protocol import CloseCode, ReconnectRule, reconnect_rule
+from roomcast_client import Reconnect
 
 
 def test_going_away_reconnects_at_once() -> None:
-    assert after_close(1001) is After.RECONNECT_NOW
+    assert reconnect_rule(CloseCode.GOING_AWAY) is ReconnectRule.AT_ONCE
 
 
-@pytest.mark.parametrize("code", [1003, 1008])
-def test_unsupported_data_and_policy_violation_do_not_reconnect(code: int) -> None:
-    assert after_close(code) is After.STOP
+@pytest.mark.parametrize("code", [CloseCode.UNSUPPORTED_DATA, CloseCode.POLICY_VIOLATION])
+def test_unsupported_data_and_policy_violation_do_not_reconnect(code: CloseCode) -> None:
+    assert reconnect_rule(code) is ReconnectRule.STOP
 
 
-@pytest.mark.parametrize("code", [1000, 1006, 1011, 1013])
+@pytest.mark.parametrize(
+    "code",
+    [
+        CloseCode.NORMAL_CLOSURE,
+        CloseCode.ABNORMAL_CLOSURE,
+        CloseCode.INTERNAL_ERROR,
+        CloseCode.TRY_AGAIN_LATER,
+        4000,  # a code the table does not know
+    ],
+)
 def test_other_closes_back_off(code: int) -> None:
-    assert after_close(code) is After.BACK_OFF
+    assert reconnect_rule(code) is ReconnectRule.BACKOFF
 
 
 def test_bound_grows_exponentially_up_to_the_cap() -> None:

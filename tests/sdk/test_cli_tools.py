@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from broker.client import decode_body
+from roomcast_client import decode_body
 from tests.conftest import BrokerFactory
 from tests.sdk.conftest import SdkFactory, next_message
 from tests.security.tokens import SECRET, hs256, rooms
@@ -213,7 +213,8 @@ def test_parsing_arguments_loads_no_client_code() -> None:
     code = (
         "import sys, broker.cli\n"
         "broker.cli.build_parser()\n"
-        "print(sorted(m for m in sys.modules if m.startswith('broker.client')))\n"
+        "print(sorted(m for m in sys.modules\n"
+        "             if m.startswith('roomcast_client') or m == 'broker.commands.tools'))\n"
     )
 
     result = subprocess.run(
@@ -235,3 +236,32 @@ async def test_say_presents_its_token_and_reports_forbidden(
     code, _, err = await refused.finish()
     assert code == 2
     assert err.startswith("broker say: forbidden: ")
+
+
+async def test_say_without_a_token_prints_the_brokers_reason_and_the_fix(
+    broker: BrokerFactory, tool: ToolFactory
+) -> None:
+    secured = broker("--jwt-secret", SECRET)
+
+    said = await tool("say", secured.url, "lobby", "hi")
+
+    assert await said.finish() == (
+        2,
+        "",
+        "broker say: refused (401): a token is required; pass --token or set BROKER_TOKEN\n",
+    )
+
+
+async def test_listen_with_a_bad_token_prints_the_brokers_reason_and_the_fix(
+    broker: BrokerFactory, tool: ToolFactory
+) -> None:
+    secured = broker("--jwt-secret", SECRET)
+
+    listening = await tool("listen", secured.url, "lobby", "--token", hs256(key=SECRET[::-1]))
+
+    code, _, err = await listening.finish()
+    assert code == 2
+    assert err == (
+        "broker listen: refused (401): bad token signature; "
+        "pass a valid, unexpired token with --token or BROKER_TOKEN\n"
+    )

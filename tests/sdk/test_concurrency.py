@@ -5,8 +5,9 @@ reply; one task's messages arrive in the order it said them (PROTOCOL.md,
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from broker.client import decode_body
+from roomcast_client import decode_body
 from tests.sdk.conftest import SdkFactory, next_message
 from tests.support.processes import BrokerProcess
 
@@ -27,7 +28,7 @@ async def test_concurrent_says_from_several_tasks_are_acked_and_ordered_per_task
 
     async with asyncio.timeout(20):
         await asyncio.gather(*(speak(t) for t in range(TASKS)))
-        bodies = []
+        bodies: list[Any] = []
         while len(bodies) < TASKS * PER_TASK:
             bodies.append(decode_body(await next_message(receiver)))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.client import (
+from protocol import ErrorCode
+from roomcast_client import (
     BadRequest,
     BrokerError,
     ClientError,
@@ -18,8 +19,7 @@ from broker.client import (
     Unauthorized,
     Unavailable,
 )
-from broker.client.errors import error_for
-from protocol import ErrorCode
+from roomcast_client.errors import error_for
 
 EXPECTED = {
     ErrorCode.BAD_JSON: BadRequest,

@@ -9,7 +9,7 @@ import asyncio
 import msgspec
 import pytest
 
-from broker.client import Client, ClientClosed, Joined, Left, Message, decode_body
+from roomcast_client import Client, ClientClosed, Joined, Left, Message, decode_body
 from tests.sdk.conftest import SdkFactory, next_message
 from tests.support.processes import BrokerProcess
 
@@ -99,7 +99,8 @@ async def test_room_view_gets_its_rooms_events_and_the_client_the_rest(
         assert isinstance(in_view, Message)
         assert (in_view.room, decode_body(in_view)) == ("lobby", "to lobby")
     rest = [await asyncio.wait_for(receiver.receive(), 5) for _ in range(3)]
-    assert [(type(e).__name__, e.room) for e in rest] == [
+    rooms = [e.room if isinstance(e, Message | Joined | Left) else None for e in rest]
+    assert [(type(e).__name__, room) for e, room in zip(rest, rooms, strict=True)] == [
         ("Joined", "lobby"),
         ("Joined", "other"),
         ("Message", "other"),

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from broker.client import Disconnected, Reconnected
-from broker.client.inbox import Inbox
+from roomcast_client import Disconnected, Reconnected
+from roomcast_client.inbox import Inbox
 
 
 async def test_full_queue_drops_the_oldest_and_counts_it() -> None:
@@ -22,7 +22,7 @@ async def test_full_queue_drops_the_oldest_and_counts_it() -> None:
 
 async def test_overflow_warns_once_per_episode(caplog: pytest.LogCaptureFixture) -> None:
     inbox: Inbox[object] = Inbox(2, "q")
-    with caplog.at_level(logging.WARNING, logger="broker.client"):
+    with caplog.at_level(logging.WARNING, logger="roomcast_client"):
         for i in range(10):
             inbox.put(i)
         while inbox.get_nowait() is not None:

@@ -10,7 +10,7 @@ import logging
 
 import pytest
 
-from broker.client import Message, decode_body
+from roomcast_client import Message, decode_body
 from tests.conftest import BrokerFactory
 from tests.sdk.conftest import SdkFactory
 
@@ -24,7 +24,7 @@ async def test_unread_events_beyond_the_bound_drop_the_oldest(
     await sender.join("flood")
     await receiver.join("flood")
 
-    with caplog.at_level(logging.WARNING, logger="broker.client"):
+    with caplog.at_level(logging.WARNING, logger="roomcast_client"):
         for i in range(20):
             await sender.say("flood", i)
         await receiver.ping()  # its pong comes after every message above

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from broker.client import (
+from roomcast_client import (
     Client,
     ClientClosed,
     ConnectionLost,
@@ -53,6 +53,7 @@ async def test_going_away_reconnects_at_once_to_the_next_node(
     started = time.monotonic()
 
     gone = await _next_lifecycle(client)
+    assert isinstance(gone, Disconnected)
     assert gone == Disconnected(1001, gone.reason, reconnecting=True)
     back = await _next_lifecycle(client, timeout=5)
     assert time.monotonic() - started < 5
@@ -72,6 +73,7 @@ async def test_killed_node_restarted_on_its_port_gets_rooms_rejoined_and_message
 
     node.kill()
     gone = await _next_lifecycle(client)
+    assert isinstance(gone, Disconnected)
     assert gone == Disconnected(1006, "", reconnecting=True)
     again = await restart(node)
     back = await _next_lifecycle(client)
@@ -147,11 +149,12 @@ async def test_iteration_raises_when_the_client_ends_on_its_own(
 async def test_unsupported_data_close_ends_the_client(node: BrokerProcess, sdk: SdkFactory) -> None:
     client = await sdk(node.url, reconnect=FAST)
     # The SDK never sends binary frames; send one underneath it to get 1003.
-    ws = client._ws
+    ws = client._supervisor.connection
     assert ws is not None
     await ws.send(b"\x00")
 
     gone = await _next_lifecycle(client)
+    assert isinstance(gone, Disconnected)
     assert gone == Disconnected(1003, gone.reason, reconnecting=False)
     with pytest.raises(ClientClosed) as caught:
         await client.ping()

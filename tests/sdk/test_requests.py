@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.client import (
+from roomcast_client import (
     BadRequest,
     ClientClosed,
     ConnectFailed,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from broker.client import Disconnected, Joined, Left, Message, Reconnected
-from broker.client.errors import NotMember, RequestTimeout
-from broker.client.tools import describe, error_label, event_json, parse_body
+from broker.commands.tools import describe, error_label, event_json, parse_body, refusal_hint
+from roomcast_client import Disconnected, Joined, Left, Message, Reconnected
+from roomcast_client.errors import ConnectFailed, NotMember, RequestTimeout
 
 
 def _message(body: bytes) -> Message:
@@ -87,3 +87,32 @@ def test_body_argument_is_json_when_valid_else_a_string(text: str, sent: bytes) 
 def test_error_label_leads_with_the_code() -> None:
     assert error_label(NotMember("not_member", "not in x")) == "not_member: not in x"
     assert error_label(RequestTimeout("say: no reply")).startswith("timeout: ")
+
+
+def test_error_label_of_a_refused_handshake_gives_status_and_reason() -> None:
+    refused = ConnectFailed("refused", status=401, reason="a token is required")
+
+    assert error_label(refused) == "refused (401): a token is required"
+
+
+def test_error_label_of_an_unreachable_broker_says_connect_failed() -> None:
+    assert error_label(ConnectFailed("cannot connect")) == "connect_failed: cannot connect"
+
+
+@pytest.mark.parametrize(
+    ("status", "token_given", "hint"),
+    [
+        (401, False, "pass --token or set BROKER_TOKEN"),
+        (401, True, "pass a valid, unexpired token with --token or BROKER_TOKEN"),
+        (403, True, "the broker does not admit this client; ask its operator"),
+    ],
+)
+def test_refusal_hint_names_the_fix(status: int, token_given: bool, hint: str) -> None:
+    refused = ConnectFailed("refused", status=status, reason="why")
+
+    assert refusal_hint(refused, token_given=token_given) == hint
+
+
+def test_other_failures_get_no_refusal_hint() -> None:
+    assert refusal_hint(ConnectFailed("cannot connect"), token_given=False) is None
+    assert refusal_hint(NotMember("not_member", "no"), token_given=False) is None

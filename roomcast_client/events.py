@@ -17,8 +17,8 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 
-from broker.client.errors import BrokerError
 from protocol import Joined, Left, Message
+from roomcast_client.errors import BrokerError
 
 __all__ = [
     "Disconnected",

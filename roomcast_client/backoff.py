@@ -1,13 +1,13 @@
-"""When to reconnect: the close-code rules and exponential backoff with full
+"""How long to wait before reconnecting: exponential backoff with full
 jitter. No I/O.
 
-Close codes (RFC 6455 section 7.4.1, and the broker's use of them):
-
-* 1001 (going away: the node shuts down or drains) reconnects at once, to
-  the next URL given, then backs off if that fails.
-* 1003 (unsupported data) and 1008 (policy violation: credentials refused)
-  end the client: the same client would be refused again.
-* Anything else, including 1006 (dropped without a close frame), backs off.
+*Whether* to reconnect after a close is not decided here: the protocol
+package's table (:data:`protocol.CLOSE_RULES`, read through
+:func:`protocol.reconnect_rule`) is the one the server and every SDK share.
+:class:`~protocol.ReconnectRule.AT_ONCE` (1001, the node shuts down or
+drains) reconnects at once to the next URL, then backs off if that fails;
+:class:`~protocol.ReconnectRule.STOP` (1003, 1008) ends the client;
+everything else (1006 included) backs off with this module's policy.
 """
 
 from __future__ import annotations
@@ -15,30 +15,8 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from enum import Enum
-from typing import Final
 
-__all__ = ["GOING_AWAY", "TERMINAL_CLOSE_CODES", "After", "Reconnect", "after_close"]
-
-GOING_AWAY: Final = 1001
-TERMINAL_CLOSE_CODES: Final = frozenset({1003, 1008})
-
-
-class After(Enum):
-    """What to do once a connection has ended."""
-
-    RECONNECT_NOW = "reconnect_now"
-    BACK_OFF = "back_off"
-    STOP = "stop"
-
-
-def after_close(code: int) -> After:
-    """The rule for close ``code`` (see the module docstring)."""
-    if code in TERMINAL_CLOSE_CODES:
-        return After.STOP
-    if code == GOING_AWAY:
-        return After.RECONNECT_NOW
-    return After.BACK_OFF
+__all__ = ["Reconnect"]
 
 
 @dataclass(frozen=True, slots=True)

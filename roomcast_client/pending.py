@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from broker.client.errors import error_for
 from protocol import Error, Ok, Pong
+from roomcast_client.errors import error_for
 
 __all__ = ["Kind", "Pending", "PendingRequests", "Reply"]
 

@@ -20,11 +20,11 @@ import logging
 from collections import deque
 from typing import Generic, TypeVar
 
-from broker.client.events import Disconnected, Reconnected
+from roomcast_client.events import Disconnected, Reconnected
 
 __all__ = ["Inbox"]
 
-log = logging.getLogger("broker.client")
+log = logging.getLogger("roomcast_client")
 
 T = TypeVar("T")
 

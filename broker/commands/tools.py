@@ -1,11 +1,13 @@
 """What ``broker chat``, ``broker say`` and ``broker listen`` do, built on
-the SDK. Their arguments are parsed in :mod:`broker.commands.clients`, which
-imports this module only when one of them runs.
+the SDK (:mod:`roomcast_client`). Their arguments are parsed in
+:mod:`broker.commands.clients`, which imports this module only when one of
+them runs.
 
 Exit codes: 0 on success (and on Ctrl-D, SIGINT or SIGTERM for the two
 long-running tools); 2 when the broker refuses a request or cannot be
-reached, with ``CODE: message`` on stderr; 1 when the client ends on its own
-(the broker refused it, or reconnecting gave up).
+reached, with ``CODE: message`` on stderr (a refused handshake as
+``refused (STATUS): REASON; FIX``); 1 when the client ends on its own (the
+broker refused it, or reconnecting gave up).
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ from typing import Any, assert_never
 
 import msgspec
 
-from broker.client.client import Client, connect
-from broker.client.errors import (
+from protocol import Joined, Left, Message, encode
+from roomcast_client import (
     BrokerError,
+    Client,
     ClientClosed,
     ClientError,
     ConnectFailed,
     ConnectionLost,
+    Disconnected,
+    Event,
+    Reconnected,
     RequestTimeout,
+    connect,
 )
-from broker.client.events import Disconnected, Event, Reconnected
-from protocol import Joined, Left, Message, encode
 
 __all__ = [
     "EXIT_ENDED",
@@ -45,6 +50,7 @@ __all__ = [
     "event_json",
     "listen",
     "parse_body",
+    "refusal_hint",
     "say",
 ]
 
@@ -117,9 +123,15 @@ def event_json(event: Event) -> bytes:
 
 
 def error_label(error: ClientError) -> str:
-    """``CODE: message`` for stderr: the broker's code, or the SDK's kind of failure."""
+    """``CODE: message`` for stderr: the broker's code, or the SDK's kind of failure.
+
+    A handshake the broker refused (401, 403) reads ``refused (STATUS): REASON``,
+    with the broker's own reason.
+    """
     if isinstance(error, BrokerError):
         return f"{error.code}: {error.message}"
+    if isinstance(error, ConnectFailed) and error.status is not None:
+        return f"refused ({error.status}): {error.reason or 'no reason given'}"
     kinds: dict[type[ClientError], str] = {
         RequestTimeout: "timeout",
         ConnectFailed: "connect_failed",
@@ -150,8 +162,29 @@ class _Out:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _fail(tool: str, error: ClientError, code: int = EXIT_REFUSED) -> int:
-    print(f"broker {tool}: {error_label(error)}", file=sys.stderr, flush=True)
+def refusal_hint(error: ClientError, *, token_given: bool) -> str | None:
+    """What fixes a handshake the broker refused, or ``None`` for other errors.
+
+    Args:
+        error: the failure.
+        token_given: whether the tool presented a token.
+    """
+    if not isinstance(error, ConnectFailed) or error.status is None:
+        return None
+    if error.status == 401 and not token_given:
+        return "pass --token or set BROKER_TOKEN"
+    if error.status == 401:
+        return "pass a valid, unexpired token with --token or BROKER_TOKEN"
+    # 403 is about the client, not its token (an origin not allowed, say).
+    return "the broker does not admit this client; ask its operator"
+
+
+def _fail(
+    tool: str, error: ClientError, code: int = EXIT_REFUSED, *, token_given: bool = False
+) -> int:
+    hint = refusal_hint(error, token_given=token_given)
+    line = error_label(error) if hint is None else f"{error_label(error)}; {hint}"
+    print(f"broker {tool}: {line}", file=sys.stderr, flush=True)
     return code
 
 
@@ -216,7 +249,7 @@ async def say(args: argparse.Namespace) -> int:
             await client.join(args.room)
             await client.say(args.room, parse_body(args.body))
     except ClientError as error:
-        return _fail("say", error)
+        return _fail("say", error, token_given=args.token is not None)
     return EXIT_OK
 
 
@@ -230,7 +263,7 @@ async def _joined_client(
     try:
         client = await connect(url, token=token)
     except ClientError as error:
-        return _fail(tool, error)
+        return _fail(tool, error, token_given=token is not None)
     try:
         for room in rooms:
             await client.join(room)

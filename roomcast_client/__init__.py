@@ -1,12 +1,15 @@
 """Python client SDK of roomcast: ``async with connect(url) as client``.
 
 Depends only on the :mod:`protocol` package and the ``websockets`` asyncio
-client, never on the server's modules.
+client, never on the server's modules: it ships alone as the
+``roomcast-client`` distribution (``sdk/python/``), whose only dependencies
+are ``websockets`` and ``msgspec``.
 """
 
-from broker.client.backoff import Reconnect
-from broker.client.client import Client, connect
-from broker.client.errors import (
+from protocol import Joined, Left, Message
+from roomcast_client.backoff import Reconnect
+from roomcast_client.client import Client, connect
+from roomcast_client.errors import (
     BadRequest,
     BrokerError,
     ClientClosed,
@@ -22,9 +25,8 @@ from broker.client.errors import (
     Unauthorized,
     Unavailable,
 )
-from broker.client.events import Disconnected, Event, Reconnected, RoomEvent, decode_body
-from broker.client.rooms import RoomView
-from protocol import Joined, Left, Message
+from roomcast_client.events import Disconnected, Event, Reconnected, RoomEvent, decode_body
+from roomcast_client.rooms import RoomView
 
 __all__ = [
     "BadRequest",

@@ -114,7 +114,23 @@ class ClientClosed(ClientError):
 
 
 class ConnectFailed(ClientError):
-    """The first connection could not be opened (the cause is chained)."""
+    """No connection could be opened (the cause is chained).
+
+    When the broker refused the handshake for who the client is (HTTP 401 or
+    403: a token missing, invalid or expired, an origin not allowed),
+    :attr:`status` and :attr:`reason` say so; retrying with the same
+    credentials would be refused again.
+
+    Attributes:
+        status: the HTTP status of a refused handshake, else ``None``.
+        reason: the broker's explanation of that refusal (the ``reason`` or
+            ``message`` field of its JSON body), else ``None``.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
 
 
 _BY_CODE: Final[dict[str, type[BrokerError]]] = {

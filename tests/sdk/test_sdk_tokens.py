@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from broker.client import (
+from roomcast_client import (
     ClientClosed,
     ConnectFailed,
     Disconnected,
@@ -51,6 +51,34 @@ async def test_missing_token_fails_to_connect(secured: BrokerProcess) -> None:
         await connect(secured.url, open_timeout=5)
 
 
+async def test_refused_handshake_carries_the_status_and_the_brokers_reason(
+    secured: BrokerProcess,
+) -> None:
+    with pytest.raises(ConnectFailed) as caught:
+        await connect(secured.url, open_timeout=5)
+
+    assert (caught.value.status, caught.value.reason) == (401, "a token is required")
+    assert "a token is required" in str(caught.value)
+
+
+async def test_refusal_of_an_invalid_token_says_why(secured: BrokerProcess) -> None:
+    forged = hs256(key=SECRET[::-1])
+
+    with pytest.raises(ConnectFailed) as caught:
+        await connect(secured.url, token=forged, open_timeout=5)
+
+    assert (caught.value.status, caught.value.reason) == (401, "bad token signature")
+
+
+async def test_a_node_that_is_down_is_not_a_refusal(secured: BrokerProcess) -> None:
+    secured.kill()
+
+    with pytest.raises(ConnectFailed) as caught:
+        await connect(secured.url, open_timeout=5)
+
+    assert (caught.value.status, caught.value.reason) == (None, None)
+
+
 async def test_join_not_granted_raises_forbidden(secured: BrokerProcess, sdk: SdkFactory) -> None:
     client = await sdk(secured.url, token=hs256(rooms=rooms(("lobby", "join"))))
 
@@ -86,6 +114,7 @@ async def test_token_expiry_closes_with_1008_and_ends_the_client(
 
     gone = await asyncio.wait_for(client.receive(), 10)
 
+    assert isinstance(gone, Disconnected)
     assert gone == Disconnected(1008, gone.reason, reconnecting=False)
     with pytest.raises(ClientClosed) as caught:
         await client.receive()
@@ -119,5 +148,6 @@ async def test_handshake_refused_on_reconnect_ends_the_client(
     assert isinstance(last, Disconnected)
     assert not last.reconnecting
     assert "HTTP 401" in last.reason
+    assert "bad token signature" in last.reason  # the broker's own reason
     with pytest.raises(ClientClosed):
         await client.ping()

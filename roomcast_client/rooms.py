@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import TracebackType
 
-from broker.client.errors import ClientClosed
-from broker.client.events import RoomEvent
-from broker.client.inbox import Inbox
+from roomcast_client.errors import ClientClosed
+from roomcast_client.events import RoomEvent
+from roomcast_client.inbox import Inbox
 
 __all__ = ["RoomView"]
 

@@ -1,0 +1,376 @@
+"""The SDK's client: one logical connection to a broker that outlives the
+WebSocket connections under it.
+
+:class:`Client` is a facade over three parts, each in its own module:
+requests and their replies (:mod:`roomcast_client.requests`), the events
+waiting for the application (:mod:`roomcast_client.router`), and the
+connection's supervision and reconnects (:mod:`roomcast_client.supervisor`).
+
+Invariants:
+    * A client opens once; :meth:`Client.close` is idempotent.
+    * ``_requests.rooms`` are exactly the rooms a reconnect re-joins.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+from protocol import Leave, Ping, Refresh, Say
+from roomcast_client.backoff import Reconnect
+from roomcast_client.events import Event
+from roomcast_client.pending import Kind
+from roomcast_client.requests import Requests, join_request
+from roomcast_client.rooms import RoomView
+from roomcast_client.router import Router
+from roomcast_client.supervisor import Supervisor
+
+__all__ = ["Client", "connect"]
+
+
+class Client:
+    """A client of a roomcast broker; create it with :func:`connect`.
+
+    Requests (:meth:`join`, :meth:`leave`, :meth:`say`, :meth:`ping`) may be
+    made from any number of tasks at once. Events are read with ``async for
+    event in client`` (or :meth:`receive`, or a :meth:`room` view); unread
+    ones wait in a bounded queue that drops its oldest when full (see
+    :mod:`roomcast_client.inbox`). When the connection drops, the client
+    reconnects, re-joins its rooms and emits :class:`Reconnected`, as
+    :func:`protocol.reconnect_rule` and the :class:`Reconnect` policy rule.
+
+    Args:
+        urls: the broker's WebSocket URL, or several (nodes of one cluster):
+            reconnects go to the next one in turn.
+        request_timeout: default seconds a request may take, including any
+            wait for a reconnect.
+        reconnect: the reconnect policy; ``True`` for the default one,
+            ``False`` to end the client when its connection ends.
+        max_queue: events kept for the application at most (per queue: the
+            client's and each room view's); beyond, the oldest is dropped.
+        open_timeout: seconds allowed to open a connection and get ``welcome``.
+        headers: extra HTTP headers for every handshake.
+        token: a JSON Web Token for brokers that require one, sent as
+            ``Authorization: Bearer`` on every handshake (:meth:`refresh`
+            replaces it).
+
+    Raises:
+        ValueError: no URL is given.
+    """
+
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        *,
+        request_timeout: float = 10.0,
+        reconnect: Reconnect | bool = True,
+        max_queue: int = 1000,
+        open_timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+        token: str | None = None,
+    ) -> None:
+        self._requests = Requests(request_timeout)
+        self._router = Router(max_queue)
+        self._supervisor = Supervisor(
+            (urls,) if isinstance(urls, str) else tuple(urls),
+            requests=self._requests,
+            router=self._router,
+            policy=Reconnect() if reconnect is True else (reconnect or None),
+            open_timeout=open_timeout,
+            headers=headers,
+            token=token,
+        )
+        self._opened = False
+
+    # --- state ---------------------------------------------------------------
+
+    @property
+    def session(self) -> str:
+        """The current session id (from the last ``welcome``)."""
+        return self._supervisor.session
+
+    @property
+    def node(self) -> str:
+        """The node serving the current session (from the last ``welcome``)."""
+        return self._supervisor.node
+
+    @property
+    def user(self) -> str | None:
+        """The authenticated user (the token's ``sub``), ``None`` when anonymous."""
+        return self._supervisor.user
+
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms joined (re-joined after each reconnect)."""
+        return self._requests.rooms
+
+    @property
+    def connected(self) -> bool:
+        """Whether requests can be sent right now."""
+        return self._requests.connected
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped from the client's queue because it was not read in time."""
+        return self._router.dropped
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for logs and tests."""
+        return {
+            "connected": self.connected,
+            "session": self.session,
+            "node": self.node,
+            "rooms": len(self._requests.rooms),
+            "pending": len(self._requests),
+            "queued": len(self._router),
+            "dropped": self._router.dropped,
+            "reconnects": self._supervisor.reconnects,
+        }
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def open(self) -> Client:
+        """Connect (trying each URL once, in order) and start the supervisor.
+
+        Returns:
+            The client itself.
+
+        Raises:
+            ConnectFailed: no URL could be connected to; the last failure is
+                chained; ``status`` and ``reason`` tell a refused handshake.
+            RuntimeError: the client was opened before.
+        """
+        if self._opened:
+            raise RuntimeError("a Client opens once; connect() again for a new one")
+        self._opened = True
+        await self._supervisor.open()
+        return self
+
+    async def close(self) -> None:
+        """Close the connection and end the client; idempotent.
+
+        Requests still waiting fail with :class:`ClientClosed`; iteration
+        over the client and its room views ends after the queued events.
+        """
+        await self._supervisor.close()
+
+    async def __aenter__(self) -> Client:
+        return self if self._opened else await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- requests ------------------------------------------------------------
+
+    # Each request takes its own ``timeout`` (ruff's ASYNC109 prefers the
+    # caller's asyncio.timeout): its default is the client's, it covers the
+    # wait for a reconnect, and it ends in a typed RequestTimeout.
+
+    async def join(self, room: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Become a member of ``room`` (a no-op if already one).
+
+        Args:
+            room: 1-128 of ``A-Z a-z 0-9 _ . : @ -``.
+            timeout: seconds allowed; the client's default if ``None``.
+
+        Raises:
+            BrokerError: the broker refused (e.g. ``BadRequest``, ``TooManyRooms``).
+            RequestTimeout: no reply (or no connection) within the timeout.
+            ConnectionLost: the connection ended before the reply.
+            ClientClosed: the client has ended.
+        """
+        await self._requests.request(Kind.JOIN, room, join_request(room), timeout)
+
+    async def leave(self, room: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Stop being a member of ``room``.
+
+        A connection lost while the leave is in flight counts as success:
+        the broker removes a session from every room when it disconnects.
+
+        Args:
+            room: the room to leave.
+            timeout: seconds allowed; the client's default if ``None``.
+
+        Raises:
+            BrokerError: the broker refused (``NotMember``, ``BadRequest``).
+            RequestTimeout: no reply (or no connection) within the timeout.
+            ClientClosed: the client has ended.
+        """
+        await self._requests.request(
+            Kind.LEAVE, room, lambda ref: Leave(room=room, ref=ref), timeout
+        )
+
+    async def say(self, room: str, body: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Publish ``body`` to every other member of ``room``.
+
+        Returns when the broker has accepted the message. Messages one client
+        says to one room, awaited one after the other, arrive in that order.
+
+        Args:
+            room: a room the client has joined.
+            body: any value msgspec can encode as JSON, or a ``msgspec.Raw``
+                holding JSON already encoded.
+            timeout: seconds allowed; the client's default if ``None``.
+
+        Raises:
+            TypeError: ``body`` cannot be encoded as JSON.
+            BrokerError: the broker refused (``NotMember``, ``RateLimited``,
+                ``Unavailable``, ...).
+            RequestTimeout: no reply (or no connection) within the timeout.
+            ConnectionLost: the connection ended before the reply; the
+                message may or may not have been published.
+            ClientClosed: the client has ended.
+        """
+        raw = body if isinstance(body, msgspec.Raw) else msgspec.Raw(msgspec.json.encode(body))
+        await self._requests.request(
+            Kind.SAY, room, lambda ref: Say(room=room, body=raw, ref=ref), timeout
+        )
+
+    async def ping(self, *, timeout: float | None = None) -> float:  # noqa: ASYNC109
+        """Ask the broker for a ``pong``.
+
+        Args:
+            timeout: seconds allowed; the client's default if ``None``.
+
+        Returns:
+            The round-trip time in seconds (including any wait for a reconnect).
+
+        Raises:
+            RequestTimeout: no reply (or no connection) within the timeout.
+            ConnectionLost: the connection ended before the reply.
+            ClientClosed: the client has ended.
+        """
+        started = time.monotonic()
+        await self._requests.request(Kind.PING, None, lambda ref: Ping(ref=ref), timeout)
+        return time.monotonic() - started
+
+    async def refresh(self, token: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Replace the connection's token before it expires (docs/PROTOCOL-ADDITIONS.md).
+
+        Once the broker accepts it, later reconnects present it too.
+
+        Args:
+            token: the new JSON Web Token, of the same user.
+            timeout: seconds allowed; the client's default if ``None``.
+
+        Raises:
+            Unauthorized: the token is invalid, of another user, or the broker
+                does not use tokens.
+            Forbidden: it no longer grants a room the client is in.
+            RequestTimeout: no reply (or no connection) within the timeout.
+            ConnectionLost: the connection ended before the reply.
+            ClientClosed: the client has ended.
+        """
+        await self._requests.request(
+            Kind.REFRESH, None, lambda ref: Refresh(token=token, ref=ref), timeout
+        )
+        self._supervisor.token = token
+
+    # --- events --------------------------------------------------------------
+
+    def __aiter__(self) -> Client:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self._router.get()
+
+    async def receive(self) -> Event:
+        """The next event not routed to a room view (``async for`` without the loop).
+
+        Raises:
+            ClientClosed: the client has ended and every event was read.
+        """
+        try:
+            return await self._router.get()
+        except StopAsyncIteration:
+            raise self._requests.closed_error() from None
+
+    def room(self, name: str, *, max_queue: int | None = None) -> RoomView:
+        """A view of ``name``'s events; they go to it rather than to the client.
+
+        It does not join the room. Close it (or use ``async with``) when done.
+
+        Args:
+            name: the room.
+            max_queue: the view's queue bound; the client's if ``None``.
+
+        Returns:
+            The view, already receiving.
+        """
+        return self._router.open_view(name, max_queue)
+
+
+class _Connect:
+    """What :func:`connect` returns: awaitable, and an async context manager."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return self._client.open().__await__()
+
+    async def __aenter__(self) -> Client:
+        return await self._client.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._client.close()
+
+
+def connect(
+    urls: str | Sequence[str],
+    *,
+    request_timeout: float = 10.0,
+    reconnect: Reconnect | bool = True,
+    max_queue: int = 1000,
+    open_timeout: float = 10.0,
+    headers: Mapping[str, str] | None = None,
+    token: str | None = None,
+) -> _Connect:
+    """Connect to a broker: ``async with connect(url) as client:`` or ``await connect(url)``.
+
+    Args:
+        urls: ``ws://host:port/ws``, or several nodes of one cluster
+            (reconnects go to the next one in turn).
+        request_timeout: default seconds per request, including any wait
+            for a reconnect.
+        reconnect: a :class:`Reconnect` policy, ``True`` for the default,
+            ``False`` to end the client when its connection ends.
+        max_queue: events kept for the application at most; when more
+            arrive unread, the oldest are dropped (counted in ``dropped``,
+            logged as a warning).
+        open_timeout: seconds to open a connection and get ``welcome``.
+        headers: extra HTTP headers for the handshake.
+        token: a JSON Web Token, for brokers that require one.
+
+    Returns:
+        An awaitable / async context manager giving the open :class:`Client`
+        (awaiting it leaves closing to the caller).
+
+    Raises:
+        ConnectFailed: on open, when no URL could be connected to.
+    """
+    return _Connect(
+        Client(
+            urls,
+            request_timeout=request_timeout,
+            reconnect=reconnect,
+            max_queue=max_queue,
+            open_timeout=open_timeout,
+            headers=headers,
+            token=token,
+        )
+    )
