@@ -31,7 +31,8 @@ SERVER_TYPES = {
 
 @pytest.fixture(scope="module")
 def defs() -> dict[str, Any]:
-    return json_schema()["$defs"]
+    schema_defs: dict[str, Any] = json_schema()["$defs"]
+    return schema_defs
 
 
 def test_schema_equals_the_golden_file() -> None:

@@ -11,6 +11,7 @@ import time
 
 import msgspec
 
+import protocol
 from broker.bench.member import Member
 from broker.bench.messages import WARM_UP_SEQ, Body
 
@@ -60,15 +61,12 @@ class Publisher:
         self._room: asyncio.Event = asyncio.Event()
         self._finished: asyncio.Event = asyncio.Event()
         self._lost = False
-        room = _encode(member.room).decode()
-        self._prefix = f'{{"type":"say","room":{room},"ref":'.encode()
         member.publisher = self
 
     def say_warm_up(self) -> None:
-        """Say the warm-up message (no ``ref``: it takes no place in the window)."""
-        body = self._body(WARM_UP_SEQ, time.monotonic_ns())
-        frame = self._prefix[: -len(b',"ref":')] + b',"body":' + body + b"}"
-        self._send(frame)
+        """Say the warm-up message with a null ``ref``: it gets no ``ok``
+        (PROTOCOL.md, "Requests") and takes no place in the window."""
+        self._send(self._say(WARM_UP_SEQ, time.monotonic_ns(), ref=None))
 
     async def run(self, start_ns: int) -> None:
         """Say every message, then wait for every reply (or the connection's end)."""
@@ -93,8 +91,7 @@ class Publisher:
             stamp = min(due, now) if interval_ns else now
             self.max_lag_ns = max(self.max_lag_ns, now - stamp)
             self._in_flight += 1
-            frame = self._prefix + str(seq).encode() + b',"body":' + self._body(seq, stamp) + b"}"
-            self._send(frame)
+            self._send(self._say(seq, stamp, ref=seq))
             self.says += 1
             if not self.first_send_ns:
                 self.first_send_ns = now
@@ -123,6 +120,11 @@ class Publisher:
     def _send(self, frame: bytes) -> None:
         if self.member.client is not None:
             self.member.client.send_text(frame)
+
+    def _say(self, seq: int, stamp: int, ref: int | None) -> bytes:
+        """The ``say`` frame of message ``seq``, sent at ``stamp``."""
+        body = msgspec.Raw(self._body(seq, stamp))
+        return protocol.encode(protocol.Say(room=self.member.room, body=body, ref=ref))
 
     def _body(self, seq: int, now: int) -> bytes:
         body = _encode(Body(self.pub, seq, now))

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.bench.advice import short_window_warning
 from broker.bench.machine import describe_machine
 from broker.bench.measure import connect_metrics, delivery_metrics
 from broker.bench.messages import Connect, Connected, Result, Warm, Warmed
@@ -123,6 +124,12 @@ def _check_busy(outcome: Outcome) -> None:
             )
 
 
+def _check_window(params: BenchParams, outcome: Outcome) -> None:
+    warning = short_window_warning(params, outcome.metrics)
+    if warning is not None:
+        outcome.warnings.append(warning)
+
+
 def _check_counts(outcome: Outcome) -> None:
     m = outcome.metrics
     for key in ("missing", "duplicates", "out_of_order", "unexpected", "closed_connections"):
@@ -199,6 +206,7 @@ async def _connect(
     if params.scenario == "connect":
         outcome.metrics = connect_metrics(connected, server_cpu)
         _check_busy(outcome)
+        _check_window(params, outcome)
     return connected
 
 
@@ -227,6 +235,7 @@ async def _measure_deliveries(
     outcome.workers = _worker_rows(plan, pool, busy)
     _check_counts(outcome)
     _check_busy(outcome)
+    _check_window(params, outcome)
 
 
 def _idle_metrics(

@@ -4,10 +4,10 @@ What a tutorial builds: a ``websockets`` server, a ``set()`` of connections
 per room, and per message ``await asyncio.gather(*[c.send(m) for c in
 clients])``. It speaks just enough of protocol v1 for ``broker bench`` to
 drive it: ``welcome``, ``join`` -> ``ok``, ``say`` -> ``message`` to the other
-members, then ``ok``. No ``joined``/``left`` events, no validation beyond what
-the load generator needs, no back-pressure. It runs on the same event loop as
-the broker (uvloop when installed), so a comparison measures the design, not
-the loop.
+members, then ``ok``. No ``joined``/``left`` events, no back-pressure. It
+decodes and encodes frames with the ``protocol`` package, as the broker does,
+and runs on the same event loop (uvloop when installed), so a comparison
+measures the design, not the JSON handling or the loop.
 
 PEERS.md, "What limited each": this server waits for the whole fan-out
 before it reads the connection's next message.
@@ -21,24 +21,15 @@ import itertools
 import signal
 from collections import defaultdict
 
-import msgspec
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+import protocol
+
 __all__ = ["main", "run"]
 
-
-class _Request(msgspec.Struct):
-    type: str
-    room: str = ""
-    body: msgspec.Raw = msgspec.Raw(b"null")
-    ref: int | str | None = None
-
-
-_decode = msgspec.json.Decoder(_Request).decode
-_encode = msgspec.json.encode
 _rooms: defaultdict[str, set[ServerConnection]] = defaultdict(set)
 _ids = itertools.count(1)
 
@@ -46,25 +37,28 @@ _ids = itertools.count(1)
 async def _handler(ws: ServerConnection) -> None:
     session = f"s-{next(_ids)}"
     joined: set[str] = set()
-    welcome = {"type": "welcome", "session": session, "node": "textbook", "protocol": 1}
-    await ws.send(_encode(welcome), text=True)
+    await ws.send(protocol.encode(protocol.Welcome(session=session, node="textbook")), text=True)
     try:
         async for frame in ws:
-            request = _decode(frame)
-            if request.type == "join":
-                _rooms[request.room].add(ws)
-                joined.add(request.room)
-            elif request.type == "say" and request.room in joined:
-                message = _encode(
-                    {"type": "message", "room": request.room, "from": session, "body": request.body}
-                )
-                clients = _rooms[request.room]
-                await asyncio.gather(
-                    *[c.send(message, text=True) for c in clients if c is not ws],
-                    return_exceptions=True,
-                )
+            request = protocol.decode_request(frame)
+            match request:
+                case protocol.ProtocolError():
+                    await ws.send(protocol.error_frame(request), text=True)
+                    continue
+                case protocol.Join(room=room):
+                    _rooms[room].add(ws)
+                    joined.add(room)
+                case protocol.Say(room=room, body=body) if room in joined:
+                    message = protocol.encode(protocol.Message(room=room, from_=session, body=body))
+                    clients = _rooms[room]
+                    await asyncio.gather(
+                        *[c.send(message, text=True) for c in clients if c is not ws],
+                        return_exceptions=True,
+                    )
+                case _:
+                    pass  # what the load generator does not need is only acknowledged
             if request.ref is not None:
-                await ws.send(_encode({"type": "ok", "ref": request.ref}), text=True)
+                await ws.send(protocol.encode(protocol.Ok(ref=request.ref)), text=True)
     except ConnectionClosed:
         pass
     finally:

@@ -21,8 +21,10 @@ import hashlib
 import os
 import struct
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 from urllib.parse import urlsplit
+
+from protocol import CloseCode
 
 try:
     from websockets.speedups import apply_mask
@@ -34,6 +36,9 @@ __all__ = ["HandshakeError", "WsClient", "open_client"]
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
 _OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _MAX_HEADERS = 16 * 1024
+# RFC 6455, section 7.1.5: a close frame without a code is reported as 1005.
+# Not in protocol.CloseCode: no broker sends it, only a peer's empty close frame.
+_NO_STATUS_RECEIVED: Final = 1005
 
 
 class HandshakeError(Exception):
@@ -45,7 +50,8 @@ class WsClient(asyncio.Protocol):
     messages that arrived together, in order, as one list.
 
     ``on_close`` is called once when the connection ends, with the close code
-    the server sent (1006 when the TCP connection just dropped).
+    the server sent (:attr:`~protocol.CloseCode.ABNORMAL_CLOSURE`, 1006, when
+    the TCP connection just dropped).
     """
 
     def __init__(
@@ -104,7 +110,7 @@ class WsClient(asyncio.Protocol):
                 HandshakeError(f"connection lost during handshake: {exc}")
             )
         if self.close_code is None:
-            self.close_code = 1006
+            self.close_code = CloseCode.ABNORMAL_CLOSURE
         self.on_close(self.close_code)
 
     # --- API ----------------------------------------------------------------
@@ -119,7 +125,7 @@ class WsClient(asyncio.Protocol):
             return
         self._transport.write(_client_frame(_OP_TEXT, payload))
 
-    def close(self, code: int = 1000) -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE) -> None:
         """Send a close frame and drop the connection without waiting for the echo."""
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -220,14 +226,16 @@ class WsClient(asyncio.Protocol):
             if self._transport is not None and not self._transport.is_closing():
                 self._transport.write(_client_frame(_OP_PONG, payload))
         elif opcode == _OP_CLOSE:
-            self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+            self.close_code = (
+                struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else _NO_STATUS_RECEIVED
+            )
             self.close()
         elif opcode == _OP_BINARY:
             self._protocol_error("the server sent a binary frame")
 
     def _protocol_error(self, reason: str) -> None:
-        self.close_code = 1002
-        self.close(1002)
+        self.close_code = CloseCode.PROTOCOL_ERROR
+        self.close(CloseCode.PROTOCOL_ERROR)
 
 
 def _client_frame(opcode: int, payload: bytes) -> bytes:

@@ -144,6 +144,8 @@ def _messages(parser: argparse.ArgumentParser, messages: int, help_text: str) ->
 
 def register(subparsers: Any) -> None:
     """Add ``bench`` and one sub-subcommand per scenario."""
+    from broker.bench.report import column_help
+
     bench = subparsers.add_parser(
         "bench",
         help="measure a broker: fan-out, chat, idle memory, connect storm",
@@ -152,11 +154,23 @@ def register(subparsers: Any) -> None:
             "report throughput, latency, server CPU per delivery and memory. Every "
             "delivery is checked: a missing, duplicate or reordered message fails the run."
         ),
+        epilog=(
+            "Each scenario's table is explained row by row in `broker bench SCENARIO --help`. "
+            "A measured window under 1 s gives rough numbers: the run warns and suggests a size "
+            "that would measure about 1 s."
+        ),
     )
     scenarios = bench.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
     common = _common()
     parsers = {
-        name: scenarios.add_parser(name, parents=[common], help=text, description=text)
+        name: scenarios.add_parser(
+            name,
+            parents=[common],
+            help=text,
+            description=text,
+            epilog=column_help(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         for name, text in _SCENARIO_HELP.items()
     }
     fanout = parsers["fanout"]

@@ -11,6 +11,9 @@ import json
 import time
 from typing import Any
 
+import msgspec
+
+import protocol
 from broker.bench.member import Member, Tally
 from broker.bench.messages import WARM_UP_SEQ
 from broker.bench.publisher import Publisher
@@ -119,9 +122,11 @@ class RecordingClient:
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.payloads: list[bytes] = []
         self._changed = asyncio.Event()
 
     def send_text(self, payload: bytes) -> None:
+        self.payloads.append(payload)
         self.sent.append(json.loads(payload))
         self._changed.set()
 
@@ -165,7 +170,7 @@ async def test_bodies_have_exactly_the_requested_size() -> None:
     publisher.say_warm_up()
 
     frame = client.sent[0]
-    assert "ref" not in frame
+    assert frame["ref"] is None  # no ok will come for it
     assert frame["body"]["s"] == WARM_UP_SEQ
     assert len(json.dumps(frame["body"], separators=(",", ":"))) == 200
 
@@ -207,3 +212,32 @@ async def test_a_held_back_paced_say_is_stamped_with_its_due_time() -> None:
     # the delay the broker caused is measured, not omitted.
     assert client.sent[1]["body"]["t"] == start + 1_000_000
     assert publisher.max_lag_ns >= 19_000_000
+
+
+async def test_says_are_the_protocols_say_requests() -> None:
+    m, _ = member([], 0)
+    client = RecordingClient()
+    m.client = client  # type: ignore[assignment]
+    publisher = Publisher(m, pub=3, messages=1, window=1, rate=None, phase=0.0, body_size=80)
+
+    publisher.say_warm_up()
+    running = asyncio.create_task(publisher.run(time.monotonic_ns()))
+    await client.wait_sent(2)
+    m.on_texts([protocol.encode(protocol.Ok(ref=0))])
+    await asyncio.wait_for(running, 1)
+
+    warm_up, say = (protocol.decode_request(p) for p in client.payloads)
+    assert isinstance(warm_up, protocol.Say)
+    assert isinstance(say, protocol.Say)
+    assert (warm_up.room, warm_up.ref, say.room, say.ref) == ("r", None, "r", 0)
+
+
+async def test_frames_the_protocol_encodes_are_read_as_the_server_sends_them() -> None:
+    m, tally = member([7], 1)
+    joined = protocol.encode(protocol.Joined(room="r", session="s-2"))
+    said = msgspec.json.encode({"p": 7, "s": 0, "t": time.monotonic_ns()})
+    delivery = protocol.Message(room="r", from_="s-7", body=msgspec.Raw(said), user="ann")
+
+    m.on_texts([joined, protocol.encode(delivery)])
+
+    assert (tally.delivered_count, tally.unexpected) == (1, 0)

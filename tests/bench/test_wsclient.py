@@ -12,6 +12,7 @@ import pytest
 
 from broker.bench.wsclient import HandshakeError, WsClient
 from broker.frames import text_frame
+from protocol import CloseCode
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -152,6 +153,24 @@ async def test_a_close_frame_is_echoed_and_its_code_reported() -> None:
     assert unmask_client_frame(bytes(h.transport.written))[0] == 0x8
     assert h.transport.closed
     assert h.closes == [1001]
+
+
+async def test_a_close_frame_without_a_code_reports_no_status_received() -> None:
+    h = Harness()
+
+    h.client.data_received(h.response() + bytes((0x88, 0)))
+    h.client.connection_lost(None)
+
+    assert h.closes == [1005]  # RFC 6455, section 7.1.5
+
+
+async def test_a_connection_dropped_without_a_close_frame_reports_1006() -> None:
+    h = Harness()
+
+    h.client.data_received(h.response())
+    h.client.connection_lost(ConnectionResetError())
+
+    assert h.closes == [CloseCode.ABNORMAL_CLOSURE]
 
 
 async def test_a_masked_server_frame_is_a_protocol_error() -> None:

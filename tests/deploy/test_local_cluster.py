@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import urllib.request
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,11 @@ from tests.support.processes import http_get
 pytestmark = pytest.mark.redis
 
 NODES = {"node-1", "node-2", "node-3"}
+
+
+def sent_by(session: str) -> dict[str, Any]:
+    """The ``from`` field to expect (a Python keyword, so passed unpacked)."""
+    return {"from": session}
 
 
 def _content_type(url: str) -> str:
@@ -73,9 +79,9 @@ async def test_clients_on_different_nodes_talk_through_the_lb(
     await alice.say("across", {"name": "alice", "text": "hi bob"})
     await bob.say("across", {"name": "bob", "text": "hi alice"})
 
-    heard = await bob.expect("message", room="across", **{"from": alice.session})
+    heard = await bob.expect("message", room="across", **sent_by(alice.session))
     assert heard["body"] == {"name": "alice", "text": "hi bob"}
-    heard = await alice.expect("message", room="across", **{"from": bob.session})
+    heard = await alice.expect("message", room="across", **sent_by(bob.session))
     assert heard["body"] == {"name": "bob", "text": "hi alice"}
 
 
@@ -111,7 +117,7 @@ async def test_a_client_moved_by_a_stopped_node_hears_its_room_again(
     await stayer.say("moving", "still there?")
 
     assert moved.welcome["node"] not in {mover.welcome["node"]}
-    heard = await moved.expect("message", room="moving", **{"from": stayer.session})
+    heard = await moved.expect("message", room="moving", **sent_by(stayer.session))
     assert heard["body"] == "still there?"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from tests.deploy import tools
@@ -10,7 +12,7 @@ from tests.deploy import tools
 @pytest.fixture
 def nothing_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     """No binary can be found."""
-    monkeypatch.setattr(tools.shutil, "which", lambda name, path=None: None)
+    monkeypatch.setattr(shutil, "which", lambda name, path=None: None)
 
 
 @pytest.mark.usefixtures("nothing_installed")
@@ -34,6 +36,6 @@ def test_a_missing_tool_fails_when_deploy_tools_are_required(
 
 
 def test_a_present_tool_is_found_by_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tools.shutil, "which", lambda name, path=None: f"/opt/bin/{name}")
+    monkeypatch.setattr(shutil, "which", lambda name, path=None: f"/opt/bin/{name}")
 
     assert tools.require_tool("hadolint") == "/opt/bin/hadolint"

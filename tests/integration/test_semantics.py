@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
@@ -29,6 +30,12 @@ from tests.support.wire import WireClient
 MAX_ROOMS = 3
 QUICK_DRAIN = {"BROKER_DRAIN_SECONDS": "0.2"}  # so that a SIGTERM test takes no 5 s
 TOPOLOGIES = ["one-node", pytest.param("redis-cluster", marks=pytest.mark.redis)]
+
+
+def sent_by(session: str) -> dict[str, Any]:
+    """The ``from`` field to expect (a Python keyword, so passed unpacked)."""
+    return {"from": session}
+
 
 Start = Callable[..., BrokerProcess]
 
@@ -250,7 +257,7 @@ async def test_every_other_member_receives_a_message_exactly_once(
 
     for receiver in receivers:
         await receiver.expect(
-            "message", room=room, body={"text": "hi", "n": [1, 2]}, **{"from": sender.session}
+            "message", room=room, body={"text": "hi", "n": [1, 2]}, **sent_by(sender.session)
         )
     await asyncio.gather(*(client.expect_silence() for client in clients))
 

@@ -159,7 +159,7 @@ async def run_session(node: BrokerProcess, frames: list[Frame]) -> None:
 
         check_replies(fuzz, frames)
         assert fuzz.ws.close_code == closes  # None: still open
-        said = []
+        said: list[Any] = []
         while len(said) < len(frames):
             event = await observer.next_event()
             if event["type"] == "message" and event["from"] == sayer.session:

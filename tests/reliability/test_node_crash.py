@@ -1,7 +1,7 @@
 """A node that dies without a goodbye (SIGKILL) and comes back under the same
 ``--node-id`` announces ``left`` for its last run's sessions at once, without
 waiting for the node timeout (broker/backends/redis.py, "Crash recovery";
-the survivors' side is in tests/integration/test_node_crash.py)."""
+the survivors' side is in tests/integration/test_node_crash_announcements.py)."""
 
 from __future__ import annotations
 

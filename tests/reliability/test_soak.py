@@ -235,16 +235,16 @@ def check_deliveries(members: list[Member], violations: Violations) -> dict[str,
     latest: dict[tuple[int, str, str, int], int] = {}
     deliveries = 0
     for member in members:
-        for (room, sender), arrivals in member.received.items():
+        for (room, sender_session), arrivals in member.received.items():
             deliveries += len(arrivals)
             numbers = [n for n, _ in arrivals]
             if len(set(numbers)) != len(numbers):
-                violations.add("duplicate", (member.session, room, sender))
+                violations.add("duplicate", (member.session, room, sender_session))
             if numbers != sorted(numbers):
-                violations.add("out of order", (member.session, room, sender, numbers[:20]))
-            received[(member.index, room, sender)] = set(arrivals)
-            for n, interval in arrivals:
-                key = (member.index, room, sender, interval)
+                violations.add("out of order", (member.session, room, sender_session, numbers[:20]))
+            received[(member.index, room, sender_session)] = set(arrivals)
+            for n, interval_index in arrivals:
+                key = (member.index, room, sender_session, interval_index)
                 latest[key] = max(latest.get(key, -1), n)
     must = 0
     for sender in members:

@@ -202,3 +202,16 @@ def test_error_frame_writes_code_message_and_ref() -> None:
 def test_error_frame_without_ref_writes_null() -> None:
     frame = error_frame(ProtocolError(ErrorCode.BAD_JSON, "broken"))
     assert json.loads(frame)["ref"] is None
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b'{"type":"say","room":"r","body":' + DEEP + b"}", b'{"type":"join","x":' + DEEP + b"}"],
+)
+def test_json_nested_too_deeply_is_bad_json_not_a_crash(frame: bytes) -> None:
+    error = _error(frame)
+
+    assert (error.code, error.message) == (ErrorCode.BAD_JSON, "JSON is nested too deeply")
