@@ -6,6 +6,12 @@ node of the cluster through Redis. The supervisor restarts a worker that
 dies, with a growing delay while it keeps dying at once; on SIGTERM/SIGINT it
 forwards the signal so every worker drains, and exits 0 when all exited 0. A
 second signal kills the workers at once.
+
+A worker whose first start exits with 2 was refused by its own checks (a bad
+setting, a port it cannot bind, Redis refusing it): restarting would only
+repeat the same line forever, so the supervisor stops the other workers and
+exits 2 too. A worker that ran before and exits 2 on a restart (Redis away
+for a moment) is restarted as usual.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ __all__ = ["supervise", "worker_environment"]
 
 log = logging.getLogger("broker.workers")
 
+REFUSED = 2  # the exit code of a node that refused to start (one line on stderr)
 RESTART_DELAY_MAX = 10.0
 STABLE_AFTER = 5.0  # a worker that ran this long is not crash-looping
 
@@ -54,6 +61,7 @@ class _Worker:
 
     async def run(self, stopping: asyncio.Event) -> int:
         loop = asyncio.get_running_loop()
+        first = True
         while True:
             started = loop.time()
             self.process = await asyncio.create_subprocess_exec(
@@ -68,6 +76,9 @@ class _Worker:
             if stopping.is_set():
                 # A worker still importing when the signal came dies of it.
                 return 0 if code in (-signal.SIGTERM, -signal.SIGINT) else code
+            if first and code == REFUSED:
+                return code
+            first = False
             ran = loop.time() - started
             self.delay = 0.5 if ran > STABLE_AFTER else min(self.delay * 2, RESTART_DELAY_MAX)
             log.warning(
@@ -110,6 +121,13 @@ async def supervise(config: Config) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     log.info("supervising %d workers on port %d", len(workers), config.port)
-    codes = await asyncio.gather(*(worker.run(stopping) for worker in workers))
+    runs = [loop.create_task(worker.run(stopping)) for worker in workers]
+    for finished in asyncio.as_completed(runs):
+        if await finished == REFUSED and not stopping.is_set():
+            log.error("a worker refused to start (see its line above); stopping every worker")
+            on_signal(signal.SIGTERM)
+            await asyncio.gather(*runs)
+            return REFUSED
+    codes = [run.result() for run in runs]
     log.info("all workers exited: %s", codes)
     return 0 if all(code == 0 for code in codes) else 1

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -191,3 +192,24 @@ def test_workers_without_redis_exit_2_with_a_reason() -> None:
 
     assert result.returncode == 2
     assert "--redis-url" in result.stderr
+
+
+def test_workers_that_cannot_bind_the_port_exit_2_instead_of_restarting_forever(
+    shared_redis: RedisServer,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()  # no SO_REUSEPORT: the workers cannot share this port
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "broker", "serve", "--workers", str(WORKERS)]
+        result = subprocess.run(
+            [*command, "--redis-url", shared_redis.url, "--port", str(port)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    assert result.returncode == 2
+    assert "cannot listen" in result.stderr
+    assert "Traceback" not in result.stderr
