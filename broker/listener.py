@@ -1,6 +1,11 @@
 """The listening socket of a node and the set of its live connections:
 accepting, keepalive, and closing them all (at once or spread over a drain).
 
+Every accepted connection starts as an :class:`~broker.edge.Edge` (reading
+the request head) and is handed over to an HTTP exchange or a
+:class:`~broker.wire.Wire`; each stage adds itself to the listener's set and
+leaves it, so a drain sees every live connection, whatever its stage.
+
 Keepalive: one sweep per node, every half ping interval, pings each
 connection that sent nothing for ``ping_interval`` and drops one whose ping
 went unanswered for ``ping_timeout``. Any data from a client counts as a
@@ -14,7 +19,9 @@ import contextlib
 import logging
 import socket
 
-from broker.wire import Wire, WireApp, WireSettings
+from broker.edge import Edge, EdgeApp
+from broker.link import Link, WireSettings
+from broker.wire import Wire
 
 __all__ = ["Listener"]
 
@@ -32,13 +39,13 @@ class Listener:
     """
 
     def __init__(
-        self, app: WireApp, settings: WireSettings, ping_interval: float, ping_timeout: float
+        self, app: EdgeApp, settings: WireSettings, ping_interval: float, ping_timeout: float
     ) -> None:
         self.app = app
         self.settings = settings
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
-        self.wires: set[Wire] = set()
+        self.links: set[Link] = set()
         self._empty = asyncio.Event()
         self._empty.set()
         self._server: asyncio.Server | None = None
@@ -48,7 +55,7 @@ class Listener:
         """Bind and start accepting."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: Wire(self.app, self.settings, self),
+            lambda: Edge(self.app, self.settings, self),
             host,
             port,
             reuse_port=reuse_port or None,
@@ -62,15 +69,15 @@ class Listener:
         """The listening sockets (their port, for instance)."""
         return tuple(self._server.sockets) if self._server is not None else ()
 
-    def add(self, wire: Wire) -> None:
-        """Keep track of a new connection."""
-        self.wires.add(wire)
+    def add(self, link: Link) -> None:
+        """Keep track of a new connection (or of the next stage of one)."""
+        self.links.add(link)
         self._empty.clear()
 
-    def discard(self, wire: Wire) -> None:
-        """Forget a lost connection."""
-        self.wires.discard(wire)
-        if not self.wires:
+    def discard(self, link: Link) -> None:
+        """Forget a lost connection (or the stage it left)."""
+        self.links.discard(link)
+        if not self.links:
             self._empty.set()
 
     def stop_accepting(self) -> None:
@@ -80,7 +87,7 @@ class Listener:
 
     def open_wires(self) -> list[Wire]:
         """The connections whose WebSocket is open."""
-        return [wire for wire in self.wires if wire.is_open()]
+        return [link for link in self.links if isinstance(link, Wire) and link.is_open()]
 
     async def drain(self, seconds: float, code: int, reason: str) -> None:
         """Close every open WebSocket with ``code``, spread evenly over ``seconds``,
@@ -91,10 +98,10 @@ class Listener:
         for index, wire in enumerate(wires):
             if index and pause:
                 await asyncio.sleep(pause)
-            if wire not in self.wires:
+            if wire not in self.links:
                 continue  # gone while we waited
-            if wire.session is not None:
-                wire.session.close(code, reason)  # writes its queued frames first
+            if wire.handler is not None:
+                wire.handler.close(code, reason)  # writes its queued frames first
             else:
                 wire.close(code, reason)
         await self.wait_empty(self.settings.close_timeout + 1.0)
@@ -103,8 +110,8 @@ class Listener:
         """Wait up to ``grace`` seconds for every connection to end, then abort the rest."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._empty.wait(), grace)
-        for wire in tuple(self.wires):
-            wire.abort()
+        for link in tuple(self.links):
+            link.abort()
         # abort() reports connection_lost on a later loop turn.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._empty.wait(), 1.0)
@@ -119,18 +126,20 @@ class Listener:
             self._server.close()
             await self._server.wait_closed()
 
+    def keepalive_round(self, now: float) -> None:
+        """Ping every open connection quiet for ``ping_interval``; drop those
+        whose ping went unanswered for ``ping_timeout``."""
+        for wire in self.open_wires():
+            if wire.ping_sent:
+                if now - wire.ping_sent > self.ping_timeout:
+                    log.info("keepalive timeout peer=%s: dropping", wire.peer)
+                    wire.abort()
+            elif now - wire.last_seen >= self.ping_interval:
+                wire.ping()
+
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
         period = max(0.5, self.ping_interval / 2)
         while True:
             await asyncio.sleep(period)
-            now = loop.time()
-            for wire in tuple(self.wires):
-                if not wire.is_open():
-                    continue
-                if wire.ping_sent:
-                    if now - wire.ping_sent > self.ping_timeout:
-                        log.info("keepalive timeout peer=%s: dropping", wire.peer)
-                        wire.abort()
-                elif now - wire.last_seen >= self.ping_interval:
-                    wire.ping()
+            self.keepalive_round(loop.time())

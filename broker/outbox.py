@@ -13,7 +13,11 @@ Invariants:
       the reason is told to the client by its close code, never silently.
     * A socket's user-space buffer grows past ``high_water`` only for at most
       ``grace`` seconds, and never past ``hard_limit``; then the connection is
-      closed with 1013 (slow consumer) and no longer receives.
+      closed with 1013 (slow consumer) and no longer receives. A write that
+      would take the buffer past ``hard_limit`` is not made: the connection
+      is cut off instead (only its close frame, at most 129 bytes, follows).
+    * Everything written for a connection (fan-out frames, replies, pongs,
+      close frames) passes its one :class:`WriteGuard`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ __all__ = [
     "Outbox",
     "SlowConsumerPolicy",
     "Transport",
+    "WriteGuard",
 ]
 
 
@@ -75,10 +80,6 @@ class Outbox(Protocol):
     def close(self) -> None:
         """Stop accepting frames; later sends are dropped."""
 
-    def drained(self) -> None:
-        """The socket's buffer fell well below the high-water mark: the member
-        caught up, so a slow-consumer grace period in progress ends."""
-
 
 class FlushScheduler:
     """Writes every dirty outbox once, at the end of the current loop iteration."""
@@ -112,50 +113,82 @@ class FlushScheduler:
             outbox.flush()
 
 
-class _SlowWatch:
-    """Applies :class:`SlowConsumerPolicy` to one transport."""
+class WriteGuard:
+    """Applies :class:`SlowConsumerPolicy` to every byte written to one transport.
 
-    __slots__ = ("_loop", "_on_slow", "_outbox", "_policy", "_timer", "_transport")
+    One per connection, shared by its outbox and its WebSocket driver, so
+    replies, fan-out frames, pongs and close frames all count against the same
+    limits (issue 11, defect 1).
+
+    Args:
+        loop: the running loop (for the grace timer).
+        transport: the connection's transport.
+        policy: the slow-consumer policy.
+        on_slow: called once, with the buffered byte count, when the policy
+            cuts the connection off.
+    """
+
+    __slots__ = ("_loop", "_on_slow", "_policy", "_timer", "_transport", "high_water", "tripped")
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         transport: Transport,
         policy: SlowConsumerPolicy,
-        outbox: Outbox,
         on_slow: Callable[[int], None],
     ) -> None:
         self._loop = loop
         self._transport = transport
         self._policy = policy
-        self._outbox = outbox
         self._on_slow = on_slow
         self._timer: asyncio.TimerHandle | None = None
+        self.high_water = policy.high_water
+        self.tripped = False
+
+    def write(self, data: bytes) -> bool:
+        """Write ``data`` unless it would take the buffer past the hard limit.
+
+        Returns:
+            Whether ``data`` was written; ``False`` means the connection was
+            cut off (and ``data`` dropped, never queued).
+        """
+        transport = self._transport
+        after = transport.get_write_buffer_size() + len(data)
+        if after > self._policy.hard_limit:
+            self._cut_off(after - len(data))
+            return False
+        transport.write(data)
+        if after > self._policy.high_water:
+            self.check()
+        return True
 
     def check(self) -> None:
-        """Call after each write."""
+        """Start the grace period if the buffer is above the high-water mark."""
         buffered = self._transport.get_write_buffer_size()
-        if buffered <= self._policy.high_water:
-            return
-        if buffered >= self._policy.hard_limit:
-            self._cut_off(buffered)
-        elif self._timer is None:
+        if self._timer is None and not self.tripped and buffered > self._policy.high_water:
             self._timer = self._loop.call_later(self._policy.grace, self._grace_over)
 
-    def cancel(self) -> None:
-        """Forget a pending grace timer."""
+    def drained(self) -> None:
+        """The buffer fell below the low-water mark: the grace period ends."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
+    def close(self) -> None:
+        """Forget a pending grace timer; cut nothing off any more."""
+        self.drained()
+        self.tripped = True
+
     def _grace_over(self) -> None:
         self._timer = None
         buffered = self._transport.get_write_buffer_size()
-        if not self._outbox.closed and buffered > self._policy.high_water:
+        if buffered > self._policy.high_water:
             self._cut_off(buffered)
 
     def _cut_off(self, buffered: int) -> None:
-        self._outbox.close()
+        if self.tripped:
+            return
+        self.close()
         self._on_slow(buffered)
 
 
@@ -164,30 +197,22 @@ class FramedOutbox:
     coalesced by the node's :class:`FlushScheduler`.
 
     Args:
-        transport: the connection's transport.
         is_open: tells whether the WebSocket is still OPEN (frames written
             after a close frame would break the protocol).
         scheduler: the node's flush scheduler.
-        policy: the slow-consumer policy.
-        on_slow: called once, with the buffered byte count, when the policy
-            cuts this connection off.
+        guard: the connection's write guard (the slow-consumer policy).
     """
 
-    __slots__ = ("_is_open", "_pending", "_scheduler", "_transport", "_watch", "closed")
+    __slots__ = ("_guard", "_is_open", "_pending", "_replied", "_scheduler", "closed")
 
     def __init__(
-        self,
-        transport: Transport,
-        is_open: Callable[[], bool],
-        scheduler: FlushScheduler,
-        policy: SlowConsumerPolicy,
-        on_slow: Callable[[int], None],
+        self, is_open: Callable[[], bool], scheduler: FlushScheduler, guard: WriteGuard
     ) -> None:
-        self._transport = transport
         self._is_open = is_open
         self._scheduler = scheduler
+        self._guard = guard
         self._pending: list[bytes] = []
-        self._watch = _SlowWatch(scheduler.loop, transport, policy, self, on_slow)
+        self._replied = 0  # reply bytes queued since the last forced flush
         self.closed = False
 
     def send(self, frame: bytes, payload: bytes) -> None:
@@ -199,11 +224,21 @@ class FramedOutbox:
         self._pending.append(frame)
 
     def send_payload(self, payload: bytes) -> None:
-        """Queue a reply meant for this connection alone."""
+        """Queue a reply meant for this connection alone.
+
+        Replies past the high-water mark are written at once rather than at the
+        end of the loop iteration: one iteration may read megabytes of requests
+        (libuv reads up to 32 times per wakeup), and the write is what lets
+        back-pressure stop the reading (issue 11, defect 1).
+        """
         self.send(text_frame(payload), payload)
+        self._replied += len(payload)
+        if self._replied > self._guard.high_water:
+            self._replied = 0
+            self.flush()
 
     def flush(self) -> None:
-        """Write all queued frames in one call, then apply the slow-consumer policy."""
+        """Write all queued frames in one call, under the slow-consumer policy."""
         pending = self._pending
         if not pending:
             return
@@ -213,45 +248,28 @@ class FramedOutbox:
         pending.clear()
         if self.closed or not self._is_open():
             return
-        self._transport.write(data)
-        self._watch.check()
+        # Checked once per flush, not per frame: the hot path stays as it was.
+        self._guard.write(data)
 
     def close(self) -> None:
         """Stop accepting frames and forget what is queued."""
         self.closed = True
         self._pending = []
-        self._watch.cancel()
-
-    def drained(self) -> None:
-        """The member caught up: no cut-off for the current grace period."""
-        self._watch.cancel()
 
 
 class DirectOutbox:
     """Outbox of a connection with an extension (permessage-deflate): every
-    message is framed, compressed and written by the WebSocket library for
-    this connection alone, at once, under the same slow-consumer policy.
+    message is framed, compressed and written by the WebSocket driver for
+    this connection alone, at once (the driver applies the write guard).
 
     Args:
         send_text: frames and writes one UTF-8 payload as a text message.
-        transport: the connection's transport.
-        loop: the running loop.
-        policy: the slow-consumer policy.
-        on_slow: as for :class:`FramedOutbox`.
     """
 
-    __slots__ = ("_send_text", "_watch", "closed")
+    __slots__ = ("_send_text", "closed")
 
-    def __init__(
-        self,
-        send_text: Callable[[bytes], None],
-        transport: Transport,
-        loop: asyncio.AbstractEventLoop,
-        policy: SlowConsumerPolicy,
-        on_slow: Callable[[int], None],
-    ) -> None:
+    def __init__(self, send_text: Callable[[bytes], None]) -> None:
         self._send_text = send_text
-        self._watch = _SlowWatch(loop, transport, policy, self, on_slow)
         self.closed = False
 
     def send(self, frame: bytes, payload: bytes) -> None:
@@ -260,10 +278,8 @@ class DirectOutbox:
 
     def send_payload(self, payload: bytes) -> None:
         """Send ``payload`` now."""
-        if self.closed:
-            return
-        self._send_text(payload)
-        self._watch.check()
+        if not self.closed:
+            self._send_text(payload)
 
     def flush(self) -> None:
         """Nothing is ever queued here."""
@@ -271,8 +287,3 @@ class DirectOutbox:
     def close(self) -> None:
         """Stop sending."""
         self.closed = True
-        self._watch.cancel()
-
-    def drained(self) -> None:
-        """The member caught up: no cut-off for the current grace period."""
-        self._watch.cancel()

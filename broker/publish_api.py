@@ -24,18 +24,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Annotated, Final
 
 import msgspec
 
-from broker.auth import HeaderLookup, Refusal, bearer_token
-from broker.backends.base import BackendUnavailable, OutcomeUnknown
+from broker.http_answer import HttpAnswer, error_answer, json_answer
 from broker.node import Node
-from protocol import Message, encode, is_valid_room
+from broker.publish_outcome import failure_of
+from broker.tokens import HeaderLookup, Refusal, bearer_token
+from protocol import ErrorCode, Message, encode, is_valid_room
 
-__all__ = ["PUBLISH_PATH", "SERVER_SENDER", "ApiReply", "PublishApi"]
+__all__ = ["ACCEPTED", "PUBLISH_PATH", "SERVER_SENDER", "PublishApi"]
 
 log = logging.getLogger("broker.publish_api")
 
@@ -56,30 +55,13 @@ class _PublishRequest(msgspec.Struct):
 
 _decoder = msgspec.json.Decoder(_PublishRequest)
 
-
-@dataclass(frozen=True, slots=True)
-class ApiReply:
-    """An HTTP answer: ``status``, a JSON ``body``, and extra ``headers``."""
-
-    status: int
-    body: dict[str, str]
-    headers: Sequence[tuple[str, str]] = field(default=())
+ACCEPTED: Final = json_answer(202, {"status": "accepted"})
 
 
-ACCEPTED: Final = ApiReply(202, {"status": "accepted"})
-
-
-def _error(status: int, code: str, message: str) -> ApiReply:
-    return ApiReply(status, {"error": code, "message": message})
-
-
-def _unauthorized(message: str) -> ApiReply:
+def _unauthorized(message: str) -> HttpAnswer:
     # RFC 6750, section 3: a 401 names the scheme the client should use.
-    return ApiReply(
-        401,
-        {"error": "unauthorized", "message": message},
-        (("WWW-Authenticate", 'Bearer realm="roomcast"'),),
-    )
+    challenge = ("WWW-Authenticate", 'Bearer realm="roomcast"')
+    return error_answer(401, ErrorCode.UNAUTHORIZED, message, headers=(challenge,))
 
 
 class PublishApi:
@@ -94,7 +76,7 @@ class PublishApi:
         self._node = node
         self._key = api_key.encode()
 
-    def authorize(self, headers: HeaderLookup) -> ApiReply | None:
+    def authorize(self, headers: HeaderLookup) -> HttpAnswer | None:
         """``None`` if ``headers`` carry the API key, else the 401 to answer."""
         token = bearer_token(headers)
         if token is None:
@@ -106,7 +88,7 @@ class PublishApi:
             return _unauthorized("wrong API key")
         return None
 
-    async def handle(self, headers: HeaderLookup, body: bytes) -> ApiReply:
+    async def handle(self, headers: HeaderLookup, body: bytes) -> HttpAnswer:
         """Answer one request whose body (at most the size limit) was read."""
         refused = self.authorize(headers)
         if refused is not None:
@@ -114,13 +96,13 @@ class PublishApi:
         try:
             request = _decoder.decode(body)
         except msgspec.ValidationError as exc:
-            return _error(400, "bad_message", str(exc))
+            return error_answer(400, ErrorCode.BAD_MESSAGE, str(exc))
         except msgspec.DecodeError as exc:
-            return _error(400, "bad_json", str(exc))
+            return error_answer(400, ErrorCode.BAD_JSON, str(exc))
         room = request.room
         if not is_valid_room(room):
             message = f"bad room name {room[:140]!r}: 1-128 of A-Z a-z 0-9 _ . : @ -"
-            return _error(400, "bad_room", message)
+            return error_answer(400, ErrorCode.BAD_ROOM, message)
         payload = encode(
             Message(room=room, from_=SERVER_SENDER, body=request.body, user=request.user)
         )
@@ -129,11 +111,9 @@ class PublishApi:
             # Shielded: a caller that goes away must not cancel the acceptance,
             # or this node's members would miss what the others receive.
             await asyncio.shield(self._node.publish(room, "", payload))
-        except BackendUnavailable as exc:
-            log.warning("publish API: backend unavailable for room=%s: %s", room, exc)
-            return _error(503, "unavailable", "the backend could not take the publish")
-        except OutcomeUnknown as exc:
-            log.warning("publish API: outcome unknown for room=%s: %s", room, exc)
-            message = "Redis did not confirm the publish; it may still reach the members"
-            return _error(504, "internal", message)
+        except Exception as exc:
+            # The one mapping from a backend failure to a reply (as for `say`).
+            failure = failure_of(exc)
+            log.warning("publish API: room=%s failed (%s): %s", room, failure.code.value, exc)
+            return error_answer(failure.http_status, failure.code, failure.message)
         return ACCEPTED

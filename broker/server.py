@@ -2,10 +2,9 @@
 ``/livez`` and ``/metrics``; ``POST /publish``; and a graceful drain on
 SIGTERM/SIGINT.
 
-Security (docs/PROTOCOL-ADDITIONS.md): the ``/ws`` handshake passes the
-origin allowlist and, unless the node is anonymous, the token check; the
-verified identity rides on the wire (``Wire.auth``) to the connection, so it
-lives exactly as long as the connection and needs no registry to clean up.
+The endpoints themselves are :mod:`broker.routes`; the connection's stages
+are :mod:`broker.edge` (the request head), :mod:`broker.http` (plain HTTP on
+h11), :mod:`broker.handshake` and :mod:`broker.wire` (the WebSocket).
 
 Drain: the node stops accepting, turns ``/healthz`` to 503, and closes its
 clients with 1001 spread evenly over ``drain_seconds`` (so a cluster does not
@@ -22,32 +21,25 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable
-from urllib.parse import urlsplit
+import socket
+from collections.abc import AsyncIterator
 
-import msgspec
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
-
-from broker.auth import HandshakeGuard, Refusal, load_authenticator
 from broker.backends.base import Backend
 from broker.backends.memory import MemoryBackend
-from broker.config import Config, split_list
-from broker.connection import ClientConnection, ConnectionLimits
+from broker.config import Config, join_budget, split_list
+from broker.connection import ConnectionLimits
+from broker.link import WireSettings
 from broker.listener import Listener
-from broker.metrics import render_metrics
 from broker.node import Node, new_node_id
 from broker.outbox import SlowConsumerPolicy
-from broker.publish_api import PUBLISH_PATH, ApiReply, PublishApi
-from broker.wire import HttpRequest, Wire, WireSettings, http_response
+from broker.publish_api import PublishApi
+from broker.routes import WS_PATH, NodeRoutes
+from broker.tokens import HandshakeGuard, load_authenticator
 from protocol import CloseCode
 
-__all__ = ["build_backend", "drain", "run", "running_node"]
+__all__ = ["CannotListen", "build_backend", "drain", "run", "running_node"]
 
 log = logging.getLogger("broker.server")
-
-WS_PATH = "/ws"
-PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def build_backend(config: Config, node_id: str) -> Backend:
@@ -65,115 +57,14 @@ def build_backend(config: Config, node_id: str) -> Backend:
     )
 
 
-def _json_response(status: int, body: object) -> Response:
-    return http_response(status, msgspec.json.encode(body), "application/json")
+class CannotListen(Exception):
+    """The node could not bind its address (port in use, unknown host, no permission)."""
 
-
-def _api_response(reply: ApiReply) -> Response:
-    response = _json_response(reply.status, reply.body)
-    for name, value in reply.headers:
-        response.headers[name] = value
-    return response
-
-
-def _refusal_response(refusal: Refusal) -> Response:
-    if refusal.status == 401:
-        # RFC 6750, section 3: say which scheme is expected.
-        headers = (("WWW-Authenticate", 'Bearer realm="roomcast", error="invalid_token"'),)
-        return _api_response(
-            ApiReply(401, {"error": "unauthorized", "reason": refusal.reason}, headers)
-        )
-    return _json_response(refusal.status, {"error": "forbidden", "reason": refusal.reason})
-
-
-class _Routes:
-    """The handshake hook: plain HTTP endpoints, the connection limit, origins
-    and tokens, and 404 for unknown paths; ``None`` lets the WebSocket
-    handshake go on."""
-
-    def __init__(
-        self, node: Node, max_connections: int, guard: HandshakeGuard | None = None
-    ) -> None:
-        self.node = node
-        self.max_connections = max_connections
-        self.guard = guard or HandshakeGuard(None, None)
-
-    def __call__(self, connection: Wire, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        node = self.node
-        if path == WS_PATH:
-            if node.draining:
-                node.connections_refused += 1
-                return _json_response(503, {"error": "draining"})
-            if self.max_connections and node.sessions >= self.max_connections:
-                node.connections_refused += 1
-                return _json_response(503, {"error": "node is at its connection limit"})
-            verdict = self.guard.check(request.path, request.headers)
-            if isinstance(verdict, Refusal):
-                node.errors["unauthorized" if verdict.status == 401 else "forbidden"] += 1
-                log.info("handshake refused (%d %s)", verdict.status, verdict.reason)
-                return _refusal_response(verdict)
-            connection.auth = verdict
-            return None
-        if path == "/healthz":
-            healthy = node.healthy()
-            body = {
-                "status": "ok" if healthy else "unavailable",
-                "node": node.id,
-                "draining": node.draining,
-                "backend": node.backend.healthy(),
-                "connections": node.sessions,
-            }
-            return _json_response(200 if healthy else 503, body)
-        if path == "/livez":
-            # Answering at all shows the loop runs; the lag shows how well.
-            return _json_response(200, {"status": "alive", "loop_lag_seconds": node.loop_lag})
-        if path == "/metrics":
-            return http_response(200, render_metrics(node), PROMETHEUS_TEXT)
-        return http_response(404, b"not found\n", "text/plain; charset=utf-8")
-
-
-class _NodeApp:
-    """What every connection of a node reports to (a :class:`~broker.wire.WireApp`)."""
-
-    def __init__(
-        self,
-        node: Node,
-        routes: _Routes,
-        limits: ConnectionLimits,
-        publish_api: PublishApi | None = None,
-    ) -> None:
-        self.node = node
-        self.routes = routes
-        self.limits = limits
-        self.publish_api = publish_api
-
-    def route(self, wire: Wire, request: Request) -> Response | None:
-        return self.routes(wire, request)
-
-    def route_body(self, wire: Wire, request: HttpRequest) -> Response | Awaitable[Response]:
-        api = self.publish_api
-        if api is None or urlsplit(request.path).path != PUBLISH_PATH:
-            return http_response(404, b"not found\n", "text/plain; charset=utf-8")
-        if request.method != "POST":
-            response = _json_response(405, {"error": "method not allowed"})
-            response.headers["Allow"] = "POST"
-            return response
-        return self._publish(api, request.headers, request.body)
-
-    async def _publish(self, api: PublishApi, headers: Headers, body: bytes) -> Response:
-        return _api_response(await api.handle(headers, body))
-
-    def opened(self, wire: Wire) -> None:
-        connection = ClientConnection(self.node, wire, self.limits, wire.auth)
-        wire.session = connection
-        connection.open()
-
-    def text(self, wire: Wire, data: bytes) -> None:
-        wire.session.receive(data)
-
-    def closed(self, wire: Wire) -> None:
-        wire.session.closed()
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        # asyncio wraps bind's error in a longer text; the errno says it all.
+        errno = None if isinstance(error, socket.gaierror) else error.errno
+        reason = os.strerror(errno) if errno else error.strerror or str(error)
+        super().__init__(f"cannot listen on {host}:{port}: {reason[:1].lower()}{reason[1:]}")
 
 
 @contextlib.asynccontextmanager
@@ -208,22 +99,28 @@ async def running_node(config: Config) -> AsyncIterator[tuple[Node, Listener]]:
             config.slow_consumer_hard_limit,
         ),
         idle_timeout=config.idle_timeout,
-        authenticator=authenticator,
+        verifier=authenticator,
+        join_rate=config.join_rate,
+        join_burst=join_budget(config),
     )
     # Empty counts as absent: any origin (the README says so).
     guard = HandshakeGuard(authenticator, split_list(config.allowed_origins) or None)
-    routes = _Routes(node, config.max_connections, guard)
     api = PublishApi(node, config.api_key) if config.api_key is not None else None
-    app = _NodeApp(node, routes, limits, api)
+    routes = NodeRoutes(node, limits, config.max_connections, guard, api)
     settings = WireSettings(
         max_size=config.max_message_size,
         handshake_timeout=config.handshake_timeout,
         close_timeout=config.close_timeout,
         compression=config.compression,
+        slow_consumer=limits.slow_consumer,
+        ws_path=WS_PATH,
     )
-    listener = Listener(app, settings, config.ping_interval, config.ping_timeout)
+    listener = Listener(routes, settings, config.ping_interval, config.ping_timeout)
     try:
         await listener.start(config.host, config.port, reuse_port=config.reuse_port)
+    except OSError as exc:
+        await node.close()
+        raise CannotListen(config.host, config.port, exc) from exc
     except BaseException:
         await node.close()
         raise

@@ -8,6 +8,7 @@ import socket
 import struct
 
 from tests.conftest import BrokerFactory, ClientFactory
+from tests.reliability.observe import eventually
 from tests.support.processes import BrokerProcess
 
 HANDSHAKE = (
@@ -99,3 +100,42 @@ def test_binary_frame_gets_1003_even_when_sent_with_text_in_one_packet(
         close = data[data.index(b"\x88") :]
         assert struct.unpack("!H", close[2:4])[0] == 1003
         assert b'"pong"' not in data  # nothing is handled after the binary frame
+
+
+# --- disconnect log lines carry the close code actually sent or received --------
+
+
+def disconnect_line(node: BrokerProcess, session: str) -> str:
+    """The node's ``disconnect`` log line for ``session`` ('' until it is written)."""
+    lines = [line for line in node.log().splitlines() if f"disconnect session={session}" in line]
+    return lines[0] if lines else ""
+
+
+async def test_disconnect_line_carries_the_code_the_node_sent(
+    broker: BrokerFactory, wire: ClientFactory
+) -> None:
+    node = broker("--idle-timeout", "0.3")
+    client = await wire(node.url)
+    await client.wait_closed()  # closed by the node: no room joined
+    await eventually(lambda: bool(disconnect_line(node, client.session)), timeout=5)
+    assert "code=1008 reason='idle: no room joined'" in disconnect_line(node, client.session)
+
+
+async def test_disconnect_line_carries_the_code_the_client_sent(
+    broker: BrokerFactory, wire: ClientFactory
+) -> None:
+    node = broker()
+    client = await wire(node.url)
+    await client.ws.close(1000, "bye")
+    await eventually(lambda: bool(disconnect_line(node, client.session)), timeout=5)
+    assert "code=1000 reason='bye'" in disconnect_line(node, client.session)
+
+
+async def test_disconnect_line_says_1006_when_the_tcp_connection_dropped(
+    broker: BrokerFactory, wire: ClientFactory
+) -> None:
+    node = broker()
+    client = await wire(node.url)
+    client.ws.transport.abort()
+    await eventually(lambda: bool(disconnect_line(node, client.session)), timeout=5)
+    assert "code=1006 reason=''" in disconnect_line(node, client.session)

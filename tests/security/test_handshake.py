@@ -58,14 +58,16 @@ async def test_bad_token_is_refused_with_401_and_a_reason(
 ) -> None:
     url = secured.url if token is None else f"{secured.url}?token={token}"
     status, body = await refused(url)
-    assert (status, body) == (401, {"error": "unauthorized", "reason": reason})
+    # One error shape for every HTTP error; `reason` kept as first documented.
+    assert (status, body) == (401, {"error": "unauthorized", "message": reason, "reason": reason})
 
 
 async def test_foreign_origin_is_refused_with_403(secured: BrokerProcess) -> None:
     status, body = await refused(
         f"{secured.url}?token={hs256()}", origin=Origin("https://evil.example")
     )
-    assert (status, body) == (403, {"error": "forbidden", "reason": "origin not allowed"})
+    reason = "origin not allowed"
+    assert (status, body) == (403, {"error": "forbidden", "message": reason, "reason": reason})
 
 
 async def test_allowed_origin_opens_a_session(secured: BrokerProcess, wire: ClientFactory) -> None:

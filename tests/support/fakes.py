@@ -15,6 +15,7 @@ from broker.frames import text_frame
 from broker.handshake import Opener
 from broker.http import BodyReader, RequestHead
 from broker.http_answer import HttpAnswer, json_answer
+from broker.link import Link
 from broker.outbox import WriteGuard
 from broker.wire import Wire
 
@@ -23,6 +24,7 @@ __all__ = [
     "ClosedOutbox",
     "FakeClock",
     "FakeEdgeApp",
+    "FakeRegistry",
     "FakeTransport",
     "FakeWire",
     "GatedBackend",
@@ -398,3 +400,16 @@ class FakeEdgeApp:
     async def _read(self, body: bytes) -> HttpAnswer:
         self.bodies.append(body)
         return json_answer(202, {"length": len(body)})
+
+
+class FakeRegistry:
+    """The listener's set of live connections, as a plain set."""
+
+    def __init__(self) -> None:
+        self.links: set[Link] = set()
+
+    def add(self, link: Link) -> None:
+        self.links.add(link)
+
+    def discard(self, link: Link) -> None:
+        self.links.discard(link)

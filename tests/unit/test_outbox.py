@@ -1,5 +1,6 @@
 """broker.outbox: one write per socket per loop iteration, and the
-slow-consumer policy, driven on a real event loop with a fake transport."""
+slow-consumer policy of :class:`WriteGuard`, driven on a real event loop with
+a fake transport whose peer reads nothing."""
 
 from __future__ import annotations
 
@@ -8,36 +9,17 @@ import asyncio
 import pytest
 
 from broker.frames import text_frame
-from broker.outbox import FlushScheduler, FramedOutbox, SlowConsumerPolicy
+from broker.outbox import DirectOutbox, FlushScheduler, FramedOutbox, SlowConsumerPolicy, WriteGuard
+from tests.support.fakes import FakeTransport, next_turn
 
 GRACE = 0.05
 POLICY = SlowConsumerPolicy(high_water=1000, grace=GRACE, hard_limit=10_000)
-
-
-class FakeTransport:
-    """Records writes; its buffered byte count is whatever the test sets."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.buffered = 0
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def get_write_buffer_size(self) -> int:
-        return self.buffered
-
-
-async def next_turn() -> None:
-    """Return once every callback already scheduled with ``call_soon`` has run."""
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.call_soon(done.set_result, None)
-    await done
+X_FRAME = len(text_frame(b"x"))
 
 
 class Harness:
-    """One outbox on a fake transport, recording every ``on_slow`` call."""
+    """One outbox and its guard on a fake transport; a cut-off closes the
+    outbox, as the connection does, and is recorded."""
 
     def __init__(self, policy: SlowConsumerPolicy = POLICY) -> None:
         self.loop = asyncio.get_running_loop()
@@ -45,20 +27,13 @@ class Harness:
         self.open = True
         self.slow_calls: list[int] = []
         self.cut_off = asyncio.Event()
-        self.outbox = FramedOutbox(
-            self.transport,
-            lambda: self.open,
-            FlushScheduler(self.loop),
-            policy,
-            self._on_slow,
-        )
+        self.guard = WriteGuard(self.loop, self.transport, policy, self._on_slow)
+        self.outbox = FramedOutbox(lambda: self.open, FlushScheduler(self.loop), self.guard)
 
     def _on_slow(self, buffered: int) -> None:
         self.slow_calls.append(buffered)
+        self.outbox.close()
         self.cut_off.set()
-
-    async def next_turn(self) -> None:
-        await next_turn()
 
     async def send_and_flush(self, payload: bytes) -> None:
         self.outbox.send_payload(payload)
@@ -84,7 +59,7 @@ async def test_sends_in_one_iteration_become_one_write_in_order(harness: Harness
     harness.outbox.send(shared, b"shared")
     harness.outbox.send_payload(b"three")
 
-    await harness.next_turn()
+    await next_turn()
 
     assert harness.transport.writes == [text_frame(b"one") + shared + text_frame(b"three")]
 
@@ -92,9 +67,8 @@ async def test_sends_in_one_iteration_become_one_write_in_order(harness: Harness
 async def test_a_single_frame_is_written_as_is(harness: Harness) -> None:
     frame = text_frame(b"only")
     harness.outbox.send(frame, b"only")
-    await harness.next_turn()
+    await next_turn()
     assert harness.transport.writes == [frame]
-    assert harness.transport.writes[0] is frame
 
 
 async def test_sends_in_later_iterations_become_later_writes(harness: Harness) -> None:
@@ -104,10 +78,12 @@ async def test_sends_in_later_iterations_become_later_writes(harness: Harness) -
 
 
 async def test_one_scheduler_flushes_every_dirty_outbox_in_one_callback() -> None:
-    scheduler = FlushScheduler(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    scheduler = FlushScheduler(loop)
     transports = [FakeTransport() for _ in range(3)]
     for transport in transports:
-        outbox = FramedOutbox(transport, lambda: True, scheduler, POLICY, lambda _: None)
+        guard = WriteGuard(loop, transport, POLICY, lambda _: None)
+        outbox = FramedOutbox(lambda: True, scheduler, guard)
         outbox.send_payload(b"x")
         outbox.send_payload(b"y")
 
@@ -117,12 +93,31 @@ async def test_one_scheduler_flushes_every_dirty_outbox_in_one_callback() -> Non
     assert (scheduler.flushes, scheduler.writes) == (1, 3)
 
 
+async def test_flush_now_writes_every_dirty_outbox_before_the_loop_turns() -> None:
+    loop = asyncio.get_running_loop()
+    scheduler = FlushScheduler(loop)
+    transport = FakeTransport()
+    outbox = FramedOutbox(lambda: True, scheduler, WriteGuard(loop, transport, POLICY, print))
+    outbox.send_payload(b"last words")
+    scheduler.flush_now()
+    assert transport.writes == [text_frame(b"last words")]
+
+
 async def test_flush_writes_at_once(harness: Harness) -> None:
     harness.outbox.send_payload(b"now")
     harness.outbox.flush()
     assert harness.transport.writes == [text_frame(b"now")]
-    await harness.next_turn()
+    await next_turn()
     assert harness.transport.writes == [text_frame(b"now")]
+
+
+async def test_replies_past_the_high_water_mark_are_written_at_once(harness: Harness) -> None:
+    # One loop iteration may read megabytes of requests: their replies must
+    # reach the transport (and its back-pressure) before the iteration ends.
+    reply = b"r" * (POLICY.high_water // 2)
+    for _ in range(3):
+        harness.outbox.send_payload(reply)
+    assert harness.transport.writes == [text_frame(reply) * 3]
 
 
 # --- closing ---------------------------------------------------------------------
@@ -132,14 +127,14 @@ async def test_nothing_is_written_after_close(harness: Harness) -> None:
     harness.outbox.send_payload(b"queued")
     harness.outbox.close()
     harness.outbox.send_payload(b"late")
-    await harness.next_turn()
+    await next_turn()
     assert harness.transport.writes == []
 
 
 async def test_nothing_is_written_once_the_websocket_is_not_open(harness: Harness) -> None:
     harness.outbox.send_payload(b"queued")
     harness.open = False
-    await harness.next_turn()
+    await next_turn()
     assert harness.transport.writes == []
 
 
@@ -153,8 +148,8 @@ async def test_slow_for_longer_than_the_grace_is_cut_off_once(harness: Harness) 
 
     await asyncio.wait_for(harness.cut_off.wait(), GRACE * 40)
 
-    assert harness.slow_calls == [POLICY.high_water + 1]
-    assert harness.outbox.closed
+    assert harness.slow_calls == [POLICY.high_water + 1 + X_FRAME]
+    assert harness.guard.tripped
 
 
 async def test_sends_after_a_cut_off_are_dropped(harness: Harness) -> None:
@@ -170,17 +165,24 @@ async def test_sends_after_a_cut_off_are_dropped(harness: Harness) -> None:
     assert len(harness.slow_calls) == 1
 
 
-async def test_at_the_hard_limit_a_member_is_cut_off_at_once(harness: Harness) -> None:
-    harness.transport.buffered = POLICY.hard_limit
+async def test_a_write_that_would_pass_the_hard_limit_is_not_made(harness: Harness) -> None:
+    harness.transport.buffered = POLICY.hard_limit - X_FRAME + 1
     await harness.send_and_flush(b"x")
-    assert harness.slow_calls == [POLICY.hard_limit]
-    assert harness.outbox.closed
+    assert harness.transport.writes == []
+    assert harness.slow_calls == [POLICY.hard_limit - X_FRAME + 1]
+
+
+async def test_a_write_that_reaches_the_hard_limit_exactly_is_made(harness: Harness) -> None:
+    harness.transport.buffered = POLICY.hard_limit - X_FRAME
+    await harness.send_and_flush(b"x")
+    assert harness.transport.writes == [text_frame(b"x")]
+    assert harness.slow_calls == []
 
 
 async def test_hard_limit_cut_off_is_reported_once(harness: Harness) -> None:
     harness.transport.buffered = POLICY.hard_limit
-    await harness.send_and_flush(b"x")
-    await harness.send_and_flush(b"y")
+    assert not harness.guard.write(b"a")
+    assert not harness.guard.write(b"b")
     await asyncio.sleep(GRACE * 2)  # let a stray grace timer fire, if any
     assert len(harness.slow_calls) == 1
 
@@ -199,8 +201,44 @@ async def test_back_under_high_water_within_the_grace_is_not_cut_off(harness: Ha
     assert harness.transport.writes[-1] == text_frame(b"still served")
 
 
-async def test_at_high_water_exactly_is_not_slow(harness: Harness) -> None:
-    harness.transport.buffered = POLICY.high_water
+async def test_drained_ends_the_grace_period(harness: Harness) -> None:
+    harness.transport.buffered = POLICY.high_water + 1
     await harness.send_and_flush(b"x")
+    harness.guard.drained()
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(harness.cut_off.wait(), GRACE * 4)
+
+
+async def test_at_high_water_exactly_is_not_slow(harness: Harness) -> None:
+    harness.transport.buffered = POLICY.high_water - X_FRAME
+    await harness.send_and_flush(b"x")
+    assert harness.transport.buffered == POLICY.high_water
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(harness.cut_off.wait(), GRACE * 4)
+
+
+async def test_a_closed_guard_cuts_nothing_off(harness: Harness) -> None:
+    harness.transport.buffered = POLICY.hard_limit
+    harness.guard.close()
+    assert not harness.guard.write(b"x")
+    assert harness.slow_calls == []
+
+
+# --- compressed connections --------------------------------------------------------
+
+
+def test_direct_outbox_sends_each_payload_at_once() -> None:
+    sent: list[bytes] = []
+    outbox = DirectOutbox(sent.append)
+    outbox.send(text_frame(b"shared"), b"shared")
+    outbox.send_payload(b"own")
+    assert sent == [b"shared", b"own"]
+
+
+def test_direct_outbox_drops_what_it_is_given_once_closed() -> None:
+    sent: list[bytes] = []
+    outbox = DirectOutbox(sent.append)
+    outbox.close()
+    outbox.send_payload(b"late")
+    outbox.flush()
+    assert sent == []
