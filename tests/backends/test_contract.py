@@ -92,12 +92,15 @@ async def test_order_holds_across_rooms_of_one_publisher(peers: PeerFactory) -> 
 async def test_publish_future_resolves(peers: PeerFactory) -> None:
     (a,) = await peers(1)
     accepted = a.backend.publish("nobody-here", "s-1", b"x")
-    assert await asyncio.wait_for(accepted, 5) is None
+    await asyncio.wait_for(accepted, 5)
+    assert accepted.done() and accepted.exception() is None
 
 
 async def test_publish_future_resolves_with_a_subscriber(peers: PeerFactory) -> None:
     a, _ = await subscribed_pair(peers, "lobby")
-    assert await asyncio.wait_for(a.backend.publish("lobby", "s-1", b"x"), 5) is None
+    accepted = a.backend.publish("lobby", "s-1", b"x")
+    await asyncio.wait_for(accepted, 5)
+    assert accepted.done() and accepted.exception() is None
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ not take fails with BackendUnavailable, so the node can answer ``unavailable``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import pytest
 
@@ -85,3 +85,90 @@ async def test_close_settles_publishes_in_flight_and_returns(redis_server: Redis
 
     assert done, "close() did not return"
     assert all(future.done() for future in pending), "a publish future never settled"
+
+
+# --- credentials: one line that says which (issue 11) ------------------------
+
+PASSWORD = "backend-test-password-1234"
+
+
+@pytest.fixture
+def locked_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own that requires ``PASSWORD``."""
+    server = RedisServer(extra_args=("--requirepass", PASSWORD)).start()
+    yield server
+    server.kill()
+
+
+async def start_error(url: str) -> str:
+    """The message of the BackendUnavailable that ``start`` raises for ``url``."""
+    backend = RedisBackend(redis_client_factory(url, timeout=1.0), node="n-e")
+    with pytest.raises(BackendUnavailable) as failure:
+        await backend.start(ignore)
+    message = str(failure.value)
+    assert "\n" not in message
+    return message
+
+
+async def test_a_wrong_password_is_an_authentication_failure_naming_the_user(
+    locked_redis: RedisServer,
+) -> None:
+    message = await start_error(f"redis://app:not-{PASSWORD}@127.0.0.1:{locked_redis.port}/0")
+
+    assert message.startswith(
+        f"Redis authentication failed at redis://127.0.0.1:{locked_redis.port} for user 'app'"
+    )
+    assert "WRONGPASS" in message
+    assert PASSWORD not in message
+
+
+async def test_no_password_for_a_redis_that_requires_one_says_so(
+    locked_redis: RedisServer,
+) -> None:
+    message = await start_error(locked_redis.url)
+
+    assert message.startswith(
+        f"Redis authentication failed at redis://127.0.0.1:{locked_redis.port}"
+    )
+    assert "NOAUTH" in message
+
+
+async def test_a_user_denied_a_command_at_start_is_named_with_noperm(
+    redis_server: RedisServer,
+) -> None:
+    redis_server.cli("ACL", "SETUSER", "noping", "on", f">{PASSWORD}", "+@all", "-ping")
+
+    message = await start_error(f"redis://noping:{PASSWORD}@127.0.0.1:{redis_server.port}/0")
+
+    assert message.startswith(
+        f"Redis at redis://127.0.0.1:{redis_server.port} refused user 'noping'"
+    )
+    assert "NOPERM" in message
+
+
+async def test_an_unreachable_redis_is_named_with_the_os_error(redis_server: RedisServer) -> None:
+    redis_server.kill()
+
+    message = await start_error(redis_server.url)
+
+    assert message == (
+        f"cannot reach Redis at redis://127.0.0.1:{redis_server.port}: "
+        "[Errno 111] Connection refused"
+    )
+
+
+async def test_a_user_who_may_not_publish_is_started_but_never_healthy(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_server.cli(
+        "ACL", "SETUSER", "nopub", "on", f">{PASSWORD}", "~*", "&*", "+@all", "-publish"
+    )
+    url = f"redis://nopub:{PASSWORD}@127.0.0.1:{redis_server.port}/0"
+    backend = RedisBackend(redis_client_factory(url), node="n-f", canary_timeout=0.5)
+
+    await backend.start(ignore)  # waits up to canary_timeout for a canary
+    try:
+        assert not backend.healthy()
+    finally:
+        await backend.close()
+    assert "canary publish failed (NoPermissionError (NOPERM)" in caplog.text

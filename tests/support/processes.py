@@ -50,6 +50,9 @@ class RedisServer:
 
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_args: Sequence[str] = ()
+    """More ``redis-server`` options (``--requirepass``, ``--tls-port``...),
+    after ours: a later option wins."""
 
     @property
     def url(self) -> str:
@@ -69,6 +72,7 @@ class RedisServer:
                 "--protected-mode", "no",
                 "--dir", tempfile.gettempdir(),
                 "--enable-debug-command", "local",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -123,6 +127,20 @@ class BrokerProcess:
 
     def start(self, timeout: float = 15.0) -> BrokerProcess:
         """Start it and wait until ``/healthz`` answers 200."""
+        self.launch()
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while self.health()[0] != 200:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"broker exited with {self.process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise TimeoutError(f"broker did not become healthy:\n{self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def launch(self) -> BrokerProcess:
+        """Start it without waiting for anything (for a node that must not get ready)."""
         fd, name = tempfile.mkstemp(prefix="broker-", suffix=".log")
         self.log_path = Path(name)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
@@ -134,14 +152,6 @@ class BrokerProcess:
             env=env,
         )
         os.close(fd)
-        deadline = time.monotonic() + timeout
-        while self.health()[0] != 200:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"broker exited with {self.process.returncode}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise TimeoutError(f"broker did not become healthy:\n{self.log()}")
-            time.sleep(0.05)
         return self
 
     def health(self) -> tuple[int, bytes]:

@@ -1,8 +1,11 @@
 """Redis pub/sub backend: the only package that imports ``redis``.
 
-:mod:`.backend` (subscriptions, batched reader, canary, health),
-:mod:`.publisher` (pipelined publishes), :mod:`.presence` (crash recovery),
-:mod:`.client` (client factory and redis-py shims).
+:mod:`.backend` (assembles the parts into a ``Backend``), :mod:`.subscriber`
+(subscriptions and the batched reader, with :mod:`.confirmations`),
+:mod:`.canary` (deaf-node detection and readiness), :mod:`.publisher`
+(pipelined publishes), :mod:`.presence` (crash recovery), :mod:`.envelope`
+(channel names and the payload format), :mod:`.errors` (one-line failure
+messages), :mod:`.client` (client factory and shims).
 """
 
 from broker.backends.redis.backend import RedisBackend

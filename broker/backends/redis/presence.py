@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 
 from broker.backends.base import Membership, PresenceHooks
 from broker.backends.redis.client import IO_ERRORS, as_bytes
+from broker.backends.redis.errors import brief
 from broker.backends.redis.publisher import Publisher
 
 __all__ = ["Presence"]
@@ -110,7 +111,7 @@ class Presence:
                 await self._heartbeat()
                 await self._reap()
             except IO_ERRORS as exc:
-                log.debug("presence round skipped: %r", exc)
+                log.debug("presence round skipped: %s", brief(exc))
             await asyncio.sleep(period)
 
     async def withdraw(self) -> None:

@@ -19,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.backends.base import BackendUnavailable, OutcomeUnknown
 from broker.backends.redis.client import IO_ERRORS
+from broker.backends.redis.errors import brief
 
 __all__ = ["Batch", "Publisher"]
 
@@ -98,13 +99,13 @@ class Publisher:
         except IO_ERRORS as exc:
             self.up = False
             self.failures += len(batch)
-            log.warning("redis pipeline of %d commands failed: %r", len(batch), exc)
+            log.warning("redis pipeline of %d commands failed: %s", len(batch), brief(exc))
             error: Exception
             if _never_sent(exc):
-                error = BackendUnavailable(f"Redis did not take the publish: {exc!r}")
+                error = BackendUnavailable(f"Redis did not take the publish: {brief(exc)}")
             else:
                 # Written, then no answer: Redis may run it when it recovers.
-                error = OutcomeUnknown(f"Redis did not confirm the publish: {exc!r}")
+                error = OutcomeUnknown(f"Redis did not confirm the publish: {brief(exc)}")
             _settle(batch, error)
             return
         self.up = True
@@ -112,7 +113,7 @@ class Publisher:
         for (command, accepted), reply in zip(batch, replies, strict=True):
             if isinstance(reply, Exception):
                 self.failures += 1
-                log.warning("redis refused %s: %r", command[0].decode(), reply)
+                log.warning("redis refused %s: %s", command[0].decode(), brief(reply))
                 _settle([(command, accepted)], BackendUnavailable(f"Redis refused it: {reply}"))
             else:
                 _settle([(command, accepted)], None)

@@ -1,0 +1,277 @@
+"""The subscriber connection: room subscriptions, the batched reader, and the
+rebuild after any failure.
+
+Invariants:
+    * ``rooms`` is the set of rooms the node wants; every connection this
+      module opens subscribes exactly those, plus the node's own channel.
+    * The subscriber owns its tasks (the reader, unsubscribes); the reader
+      is the one that reconnects after a failure, and :meth:`Subscriber.rebuild`
+      (the canary's request) stops it before replacing the connection.
+    * A pub/sub dict never leaves this module: it becomes a typed
+      :class:`~broker.backends.base.Delivery` (or a canary) as it is read.
+    * Every subscription waiter is settled: confirmed by Redis, or failed by
+      its own timeout in :meth:`Subscriber.subscribe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+
+from broker.backends.base import BackendUnavailable, DeliverBatch, Delivery
+from broker.backends.redis.client import IO_ERRORS, ClientFactory, aclose_pubsub
+from broker.backends.redis.confirmations import Confirmations
+from broker.backends.redis.envelope import node_channel, room_prefix, unpack
+from broker.backends.redis.errors import brief, subscription_lost
+
+__all__ = ["Subscriber"]
+
+log = logging.getLogger("broker.redis")
+
+FIRST_BACKOFF = 0.1
+MAX_BACKOFF = 5.0
+
+
+class Subscriber:
+    """One node's subscriptions on one Redis connection, rebuilt as needed.
+
+    Args:
+        connect: makes a new client.
+        node: this node's id (its own publishes are not delivered back).
+        namespace: prefix of every channel name.
+        deliver: receives what arrived together, never awaiting.
+        canary_back: receives the data of each message on the node channel.
+        opened: called after every (re)subscription, before reading from it.
+        subscribe_timeout: seconds a subscription may take.
+    """
+
+    def __init__(
+        self,
+        connect: ClientFactory,
+        node: bytes,
+        namespace: str,
+        deliver: DeliverBatch,
+        canary_back: Callable[[bytes], None],
+        opened: Callable[[], None],
+        subscribe_timeout: float = 5.0,
+    ) -> None:
+        self._connect = connect
+        self._node = node
+        self._room_prefix = room_prefix(namespace)
+        self.node_channel = node_channel(namespace, node)
+        self._deliver = deliver
+        self._canary_back = canary_back
+        self._opened = opened
+        self._subscribe_timeout = subscribe_timeout
+        self.rooms: set[str] = set()
+        self._confirmations = Confirmations()
+        self._client: aioredis.Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()  # the reader and unsubscribes
+        self._reader: asyncio.Task[None] | None = None
+        self._closing = False
+        self._backoff = FIRST_BACKOFF
+        self.up = False
+        self.received = 0
+        self.reconnects = 0
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, subscribe, and start the reader.
+
+        Raises:
+            RedisError, OSError, TimeoutError: Redis refused or is unreachable.
+        """
+        await self._open()
+        self._reader = self._spawn(self._read_loop(), "redis-reader")
+
+    async def close(self) -> None:
+        """Stop for good: the reader, the unsubscribes and the connection."""
+        self._closing = True
+        for task in tuple(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        await self._drop()
+
+    async def rebuild(self) -> None:
+        """Replace the connection with a new one (a deaf subscription).
+
+        The reader is stopped first: redis-py leaks the socket of a PubSub
+        closed under a pending read.
+        """
+        reader = self._reader
+        if reader is None or self._closing:
+            return
+        reader.cancel()
+        await asyncio.wait([reader])
+        await self._drop()
+        if not self._closing:
+            self._reader = self._spawn(self._read_loop(), "redis-reader")
+
+    async def _open(self) -> None:
+        client = self._connect()
+        pubsub = client.pubsub()
+        try:
+            async with self._lock:
+                channels = [self._channel(room) for room in self.rooms]
+                await pubsub.subscribe(self.node_channel, *channels)
+        except BaseException:
+            await aclose_pubsub(pubsub)
+            await client.aclose()
+            raise
+        self._client, self._pubsub = client, pubsub
+        self.up = True
+        self._opened()
+
+    async def _drop(self) -> None:
+        # Detached under the lock, so that no subscribe or unsubscribe sends
+        # on a PubSub being closed (redis-py would open a new connection for
+        # it, which nobody closes).
+        async with self._lock:
+            self.up = False
+            pubsub, client = self._pubsub, self._client
+            self._pubsub = self._client = None
+        with contextlib.suppress(*IO_ERRORS):
+            if pubsub is not None:
+                await aclose_pubsub(pubsub)
+            if client is not None:
+                await client.aclose()
+
+    async def _reopen(self) -> None:
+        await self._drop()
+        while not self._closing:
+            # Full jitter, so that many nodes do not reconnect in step. The
+            # backoff is reset only by traffic on a connection, so a Redis
+            # that accepts the connection and then refuses the subscription
+            # (NOPERM) is not asked again in a tight loop.
+            await asyncio.sleep(random.uniform(0, self._backoff))
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+            if self._closing:
+                return
+            try:
+                await self._open()
+            except IO_ERRORS as exc:
+                log.warning("redis subscriber reconnect failed: %s; retrying", brief(exc))
+                continue
+            self.reconnects += 1
+            log.info("redis subscriber reconnected; %d rooms re-subscribed", len(self.rooms))
+            return
+
+    # --- subscriptions -----------------------------------------------------------
+
+    async def subscribe(self, room: str) -> None:
+        """Subscribe to ``room``'s channel; returns once Redis confirmed it.
+
+        Raises:
+            BackendUnavailable: not confirmed within the subscribe timeout.
+        """
+        channel = self._channel(room)
+        self.rooms.add(room)
+        confirmed = self._confirmations.expect(channel)
+        try:
+            async with self._lock:
+                # Read under the lock: the reader may have dropped the
+                # connection while we waited for it. Then the rebuilt one
+                # subscribes every room in ``rooms``, and its confirmation
+                # resolves this future.
+                pubsub = self._pubsub
+                if self.up and pubsub is not None:
+                    await pubsub.subscribe(channel)
+            await asyncio.wait_for(asyncio.shield(confirmed), self._subscribe_timeout)
+        except IO_ERRORS as exc:
+            self._confirmations.forget(channel, confirmed)
+            raise BackendUnavailable(f"cannot subscribe to {room!r}: {brief(exc)}") from exc
+        except BaseException:
+            self._confirmations.forget(channel, confirmed)
+            raise
+
+    def unsubscribe(self, room: str) -> None:
+        """Unsubscribe from ``room``'s channel, after commands already sent."""
+        self.rooms.discard(room)
+        if self.up and self._pubsub is not None:
+            self._spawn(self._unsubscribe(self._pubsub, room), "redis-unsubscribe")
+
+    async def _unsubscribe(self, pubsub: PubSub, room: str) -> None:
+        try:
+            async with self._lock:
+                if room not in self.rooms and pubsub is self._pubsub:
+                    await pubsub.unsubscribe(self._channel(room))
+        except IO_ERRORS as exc:
+            # The reader notices the broken connection and the rebuilt
+            # subscriber leaves this room out.
+            log.debug("unsubscribe %s failed: %s", room, brief(exc))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _channel(self, room: str) -> bytes:
+        return self._room_prefix + room.encode()
+
+    # --- reading -------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        # Reads in batches, and opens a new connection after any failure.
+        while not self._closing:
+            pubsub = self._pubsub
+            if pubsub is None:
+                await self._reopen()
+                continue
+            batch: list[Delivery] = []
+            failure: Exception | None = None
+            try:
+                await self._read_batch(pubsub, batch)
+            except Exception as exc:
+                failure = exc
+            # What was read before a failure is delivered all the same.
+            if batch:
+                self.received += len(batch)
+                try:
+                    self._deliver(batch)
+                except Exception:
+                    # This task owns reconnects: it must outlive a fan-out bug.
+                    log.exception("delivering a batch of %d failed", len(batch))
+            if failure is not None:
+                if self._closing:
+                    return
+                log.warning("%s", subscription_lost(failure))
+                await self._reopen()
+
+    async def _read_batch(self, pubsub: PubSub, batch: list[Delivery]) -> None:
+        message = await pubsub.get_message(timeout=None)
+        # Drain what is already buffered, so the hub gets one batch.
+        while message is not None:
+            self._backoff = FIRST_BACKOFF  # the connection works
+            try:
+                self._handle(message, batch)
+            except ValueError:
+                # Not ours (another program on our channels): skip it,
+                # without taking the connection for broken.
+                log.warning("malformed message on %r skipped", message.get("channel"))
+            message = await pubsub.get_message(timeout=0)
+
+    def _handle(self, message: dict[str, Any], batch: list[Delivery]) -> None:
+        kind = message["type"]
+        channel: bytes = message["channel"]
+        if kind == "message":
+            if channel == self.node_channel:
+                self._canary_back(message["data"])
+                return
+            fields = unpack(message["data"], skip=self._node)
+            if fields is not None:
+                room = channel[len(self._room_prefix) :].decode()
+                batch.append(Delivery(room, *fields))
+        elif kind == "subscribe":
+            self._confirmations.confirm(channel)

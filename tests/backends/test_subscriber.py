@@ -1,0 +1,215 @@
+"""The Redis subscriber: typed deliveries, subscriptions, and the rebuild that
+re-subscribes exactly the wanted rooms.
+
+On fakeredis where it is faithful; the rebuild and close tests need a real
+redis-server: only a real connection that is closed wakes a reader blocked on
+it (fakeredis leaves it waiting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import fakeredis
+import pytest
+from redis.asyncio import Redis
+
+from broker.backends.base import BackendUnavailable, Delivery
+from broker.backends.redis import redis_client_factory
+from broker.backends.redis.client import ClientFactory
+from broker.backends.redis.envelope import pack
+from broker.backends.redis.subscriber import Subscriber
+from tests.support.processes import RedisServer
+
+NAMESPACE = "t"
+
+
+class Recorder:
+    """The subscriber's callbacks, with events to await what they saw."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Delivery]] = []
+        self.canaries: list[bytes] = []
+        self.opened = 0
+        self._changed = asyncio.Event()
+
+    def deliver(self, batch: Sequence[Delivery]) -> None:
+        self.batches.append(list(batch))
+        self._changed.set()
+
+    def canary_back(self, data: bytes) -> None:
+        self.canaries.append(data)
+        self._changed.set()
+
+    def on_open(self) -> None:
+        self.opened += 1
+        self._changed.set()
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        return [delivery for batch in self.batches for delivery in batch]
+
+    async def until(self, done: Callable[[], object], timeout: float = 5.0) -> None:
+        """Wait until ``done()`` is true; it is checked after every callback."""
+        async with asyncio.timeout(timeout):
+            while not done():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@pytest.fixture
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+def make(connect: ClientFactory, recorder: Recorder, subscribe_timeout: float = 1.0) -> Subscriber:
+    """A subscriber of node ``n-self`` that reports to ``recorder``."""
+    return Subscriber(
+        connect,
+        b"n-self",
+        NAMESPACE,
+        recorder.deliver,
+        recorder.canary_back,
+        recorder.on_open,
+        subscribe_timeout=subscribe_timeout,
+    )
+
+
+@pytest.fixture
+async def subscriber(server: fakeredis.FakeServer, recorder: Recorder) -> AsyncIterator[Subscriber]:
+    subscriber = make(lambda: fakeredis.FakeAsyncRedis(server=server), recorder)
+    await subscriber.start()
+    yield subscriber
+    await subscriber.close()
+
+
+@pytest.fixture
+async def other(server: fakeredis.FakeServer) -> AsyncIterator[fakeredis.FakeAsyncRedis]:
+    """Another node's publisher connection."""
+    client = fakeredis.FakeAsyncRedis(server=server)
+    yield client
+    await client.aclose()
+
+
+async def say(client: Redis, room: str, payload: bytes, node: bytes) -> None:
+    await client.publish(f"{NAMESPACE}:room:{room}", pack(node, "s-1", 12.5, payload))
+
+
+async def test_another_nodes_publish_arrives_as_a_typed_delivery(
+    subscriber: Subscriber, recorder: Recorder, other: fakeredis.FakeAsyncRedis
+) -> None:
+    await subscriber.subscribe("lobby")
+
+    await say(other, "lobby", b'{"type":"message"}', node=b"n-other")
+
+    await recorder.until(lambda: recorder.deliveries)
+    assert recorder.deliveries == [Delivery("lobby", "s-1", b'{"type":"message"}', 12.5)]
+    assert subscriber.received == 1
+
+
+async def test_its_own_publish_is_not_delivered_back(
+    subscriber: Subscriber, recorder: Recorder, other: fakeredis.FakeAsyncRedis
+) -> None:
+    await subscriber.subscribe("lobby")
+
+    await say(other, "lobby", b"own", node=b"n-self")
+    await say(other, "lobby", b"marker", node=b"n-other")
+
+    await recorder.until(lambda: recorder.deliveries)
+    assert [d.payload for d in recorder.deliveries] == [b"marker"]
+
+
+async def test_a_malformed_message_is_skipped_and_the_connection_kept(
+    subscriber: Subscriber, recorder: Recorder, other: fakeredis.FakeAsyncRedis
+) -> None:
+    await subscriber.subscribe("lobby")
+
+    await other.publish(f"{NAMESPACE}:room:lobby", b"not an envelope")
+    await say(other, "lobby", b"after", node=b"n-other")
+
+    await recorder.until(lambda: recorder.deliveries)
+    assert [d.payload for d in recorder.deliveries] == [b"after"]
+    assert subscriber.reconnects == 0
+
+
+async def test_a_message_on_the_node_channel_goes_to_the_canary(
+    subscriber: Subscriber, recorder: Recorder, other: fakeredis.FakeAsyncRedis
+) -> None:
+    await other.publish(subscriber.node_channel, b"7")
+
+    await recorder.until(lambda: recorder.canaries)
+    assert recorder.canaries == [b"7"]
+    assert recorder.deliveries == []
+
+
+async def test_unsubscribed_room_is_no_longer_delivered(
+    subscriber: Subscriber, recorder: Recorder, other: fakeredis.FakeAsyncRedis
+) -> None:
+    await subscriber.subscribe("gone")
+    await subscriber.subscribe("kept")
+
+    subscriber.unsubscribe("gone")
+    # An unsubscribe is ordered before later subscriptions on the connection:
+    # once "again" is confirmed, the UNSUBSCRIBE of "gone" was handled.
+    await subscriber.subscribe("again")
+    await say(other, "gone", b"lost", node=b"n-other")
+    await say(other, "kept", b"kept", node=b"n-other")
+
+    await recorder.until(lambda: recorder.deliveries)
+    assert [d.room for d in recorder.deliveries] == ["kept"]
+
+
+@pytest.mark.redis
+async def test_a_rebuilt_connection_subscribes_exactly_the_wanted_rooms(
+    shared_redis: RedisServer, recorder: Recorder
+) -> None:
+    connect = redis_client_factory(shared_redis.url)
+    subscriber, other = make(connect, recorder), connect()
+    await subscriber.start()
+    try:
+        await subscriber.subscribe("wanted")
+        await subscriber.subscribe("left")
+        subscriber.unsubscribe("left")
+
+        await subscriber.rebuild()
+        await recorder.until(lambda: recorder.opened == 2)
+        await say(other, "left", b"lost", node=b"n-other")
+        await say(other, "wanted", b"kept", node=b"n-other")
+        await other.publish(subscriber.node_channel, b"1")
+
+        await recorder.until(lambda: recorder.deliveries and recorder.canaries)
+        assert [d.payload for d in recorder.deliveries] == [b"kept"]
+        assert subscriber.reconnects == 1
+    finally:
+        await subscriber.close()
+        await other.aclose()
+
+
+async def test_subscribe_not_confirmed_in_time_fails_with_backend_unavailable(
+    server: fakeredis.FakeServer, recorder: Recorder
+) -> None:
+    # Never opened: nothing can confirm the subscription.
+    subscriber = make(
+        lambda: fakeredis.FakeAsyncRedis(server=server), recorder, subscribe_timeout=0.05
+    )
+
+    with pytest.raises(BackendUnavailable):
+        await subscriber.subscribe("lobby")
+
+    assert subscriber.rooms == {"lobby"}  # still wanted: a rebuild subscribes it
+    await subscriber.close()
+
+
+async def test_close_takes_the_subscription_down(subscriber: Subscriber) -> None:
+    await subscriber.subscribe("lobby")
+
+    await subscriber.close()
+
+    assert not subscriber.up
+    assert subscriber.rooms == {"lobby"}
