@@ -84,6 +84,9 @@ class Config:
     idle_timeout: float = 60.0
     drain_seconds: float = 5.0
     node_timeout: float = 10.0
+    history_size: int = 100
+    history_ttl: float = 600.0
+    history_meta_ttl: float = 86400.0
     workers: int = 1
     reuse_port: bool = False
     log_level: str = "INFO"
@@ -106,6 +109,11 @@ class Config:
                 option.check(value)
             except ValueError as exc:
                 raise OptionError(option, str(exc)) from None
+        if self.history_meta_ttl < self.history_ttl:
+            # docs/HISTORY-PRESENCE.md, "Options": a position outlives its messages.
+            meta = next(option for option in OPTIONS if option.name == "history_meta_ttl")
+            problem = f"must be at least --history-ttl ({self.history_ttl:g})"
+            raise OptionError(meta, f"{problem}, not {self.history_meta_ttl:g}")
 
 
 class OptionError(ValueError):
@@ -329,6 +337,10 @@ class Option:
         return value
 
 
+MAX_HISTORY_SIZE = 10_000
+"""The largest ``--history-size``: a room's history is read whole by a
+recovering join, so it stays small enough to read in one round trip."""
+
 _SECONDS = _between(0)
 _POSITIVE_SECONDS = _above(0)
 _COUNT = _between(0)  # 0 means "unlimited" or "off" where the help says so
@@ -458,6 +470,29 @@ OPTIONS: tuple[Option, ...] = (
         "seconds a session may stay without joining any room before 1008 (0: never)",
         "SECONDS",
         _SECONDS,
+    ),
+    Option(
+        "history_size",
+        _int,
+        "messages kept per room for recovery and history, at most "
+        f"{MAX_HISTORY_SIZE:,} (0: no history and no positions)",
+        "N",
+        _between(0, MAX_HISTORY_SIZE),
+    ),
+    Option(
+        "history_ttl",
+        _float,
+        "seconds a room's messages are kept after its last message",
+        "SECONDS",
+        _POSITIVE_SECONDS,
+    ),
+    Option(
+        "history_meta_ttl",
+        _float,
+        "seconds a room's position (epoch, last offset) is kept after its last message; "
+        "at least --history-ttl",
+        "SECONDS",
+        _POSITIVE_SECONDS,
     ),
     Option(
         "node_timeout",

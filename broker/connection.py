@@ -30,7 +30,7 @@ from typing import Protocol
 
 import msgspec
 
-from broker.backends.base import BackendUnavailable
+from broker.backends.base import BackendUnavailable, Position
 from broker.grants import Identity, TokenVerifier
 from broker.node import Node, new_session_id
 from broker.outbox import DirectOutbox, FramedOutbox, Outbox, SlowConsumerPolicy, WriteGuard
@@ -39,22 +39,26 @@ from broker.session import (
     JoinRoom,
     LeaveRoom,
     Publish,
+    ReadHistory,
     Reauthorized,
+    Rejoin,
     Reply,
     Session,
     TokenBucket,
-    ok,
 )
 from protocol import (
     CloseCode,
     ErrorCode,
+    Ok,
     ProtocolError,
     Ref,
     Welcome,
     decode_request,
     encode,
+    encode_history,
     error_frame,
 )
+from protocol import Position as SincePosition
 
 __all__ = ["ClientConnection", "ClientWire", "ConnectionLimits"]
 
@@ -153,6 +157,7 @@ class ClientConnection:
         "_idle_timer",
         "_joining",
         "_joining_room",
+        "_reading_history",
         "_reading_paused",
         "node",
         "outbox",
@@ -176,6 +181,7 @@ class ClientConnection:
             identity,
             limits.verifier,
             join_limit=TokenBucket(limits.join_rate, limits.join_burst),
+            history_size=node.backend.history_size,
         )
         self._expiry: asyncio.TimerHandle | None = None
         if identity is not None:
@@ -187,6 +193,8 @@ class ClientConnection:
         self._joining_room: str | None = None
         self._closed = False
         self._reading_paused = False
+        # History reads in flight: held so the loop's weak reference is not their only one.
+        self._reading_history: set[asyncio.Task[None]] = set()
         self._idle_timer: asyncio.TimerHandle | None = None
         if limits.idle_timeout > 0:
             self._idle_timer = asyncio.get_running_loop().call_later(
@@ -278,10 +286,18 @@ class ClientConnection:
                     self.node.counters.says += 1
                     accepted = self.node.publish(room, self.session.id, payload)
                     accepted.add_done_callback(partial(self._published, ref))
-                case JoinRoom(room=room, ref=ref):
+                case JoinRoom(room=room, ref=ref, since=since):
                     self._backlog = []
                     self._joining_room = room
-                    self._joining = asyncio.get_running_loop().create_task(self._join(room, ref))
+                    joining = self._join(room, ref, since)
+                    self._joining = asyncio.get_running_loop().create_task(joining)
+                case Rejoin(room=room, ref=ref):
+                    self._reply_ok(ref, self.node.position(room))
+                case ReadHistory(room=room, limit=limit, before=before, ref=ref):
+                    reading = self._read_history(room, limit, before, ref)
+                    task = asyncio.get_running_loop().create_task(reading)
+                    self._reading_history.add(task)
+                    task.add_done_callback(self._reading_history.discard)
                 case LeaveRoom(room=room, ref=ref):
                     told = self.node.leave(room, self.session.id, self.session.user)
                     told.add_done_callback(lambda _: self._reply_ok(ref))
@@ -293,9 +309,19 @@ class ClientConnection:
             ref = getattr(request, "ref", None)
             self._reply_error(ProtocolError(ErrorCode.INTERNAL, "internal error", ref))
 
-    async def _join(self, room: str, ref: Ref | None) -> None:
+    async def _join(self, room: str, ref: Ref | None, since: SincePosition | None) -> None:
+        def answer(position: Position | None, recovered: bool | None) -> None:
+            # Called by the node between making the session a member and
+            # letting live messages through: the ok comes first.
+            self.session.joined(room)
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+            self._reply_ok(ref, position, recovered)
+
+        session, user = self.session.id, self.session.user
         try:
-            joined = await self.node.join(room, self.session.id, self.outbox, self.session.user)
+            await self.node.join(room, session, self.outbox, user, since, answer)
         except BackendUnavailable as exc:
             log.warning("join failed session=%s room=%s: %s", self.session.id, room, exc)
             self._reply_error(ProtocolError(ErrorCode.UNAVAILABLE, "backend unavailable", ref))
@@ -303,13 +329,6 @@ class ClientConnection:
             # Every request gets its one reply, whatever failed.
             log.exception("join failed session=%s room=%s", self.session.id, room)
             self._reply_error(ProtocolError(ErrorCode.INTERNAL, "internal error", ref))
-        else:
-            if joined:
-                self.session.joined(room)
-                if self._idle_timer is not None:
-                    self._idle_timer.cancel()
-                    self._idle_timer = None
-                self._reply_ok(ref)
         finally:
             self._joining = None
             self._joining_room = None
@@ -331,19 +350,51 @@ class ClientConnection:
                     self.wire.pause_reading()
                 return
 
-    def _published(self, ref: Ref | None, accepted: asyncio.Future[None]) -> None:
+    def _published(self, ref: Ref | None, accepted: asyncio.Future[Position | None]) -> None:
         failure = outcome_of(accepted)
         if failure is None:
-            self._reply_ok(ref)
+            # docs/HISTORY-PRESENCE.md, "Positions": the sender learns the
+            # position of its own message from the ok.
+            self._reply_ok(ref, accepted.result())
         else:
             self._reply_error(ProtocolError(failure.code, failure.message, ref))
 
+    async def _read_history(
+        self, room: str, limit: int | None, before: int | None, ref: Ref | None
+    ) -> None:
+        try:
+            read = await self.node.history(room, limit, before)
+        except BackendUnavailable as exc:
+            log.warning("history failed session=%s room=%s: %s", self.session.id, room, exc)
+            self._reply_error(ProtocolError(ErrorCode.UNAVAILABLE, "backend unavailable", ref))
+            return
+        except Exception:
+            log.exception("history failed session=%s room=%s", self.session.id, room)
+            self._reply_error(ProtocolError(ErrorCode.INTERNAL, "internal error", ref))
+            return
+        if read is None:
+            self.outbox.send_payload(encode_history(room, None, [], ref))
+        else:
+            frames = [frame for _, frame in read.messages]
+            self.outbox.send_payload(encode_history(room, (read.offset, read.epoch), frames, ref))
+
     # --- replies -------------------------------------------------------------
 
-    def _reply_ok(self, ref: Ref | None) -> None:
-        reply = ok(ref)
-        if reply is not None:
-            self.outbox.send_payload(reply.payload)
+    def _reply_ok(
+        self,
+        ref: Ref | None,
+        position: Position | None = None,
+        recovered: bool | None = None,
+    ) -> None:
+        if ref is None:
+            return  # a request without ref gets no ok (PROTOCOL.md)
+        if position is None:
+            reply = Ok(ref=ref)
+        elif recovered is None:
+            reply = Ok(ref=ref, offset=position.offset, epoch=position.epoch)
+        else:
+            reply = Ok(ref=ref, offset=position.offset, epoch=position.epoch, recovered=recovered)
+        self.outbox.send_payload(encode(reply))
 
     def _reply_error(self, error: ProtocolError) -> None:
         self.node.counters.errors[error.code.value] += 1

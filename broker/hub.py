@@ -53,6 +53,18 @@ class Hub:
             del self._rooms[room]
         return True
 
+    def swap(self, room: str, session: str, old: Outbox, new: Outbox) -> bool:
+        """Make ``new`` the outbox of ``session`` in ``room`` if it is ``old``.
+
+        Returns:
+            ``True`` if it was ``old`` (and is ``new`` now).
+        """
+        members = self._rooms.get(room)
+        if members is None or members.get(session) is not old:
+            return False
+        members[session] = new
+        return True
+
     def has_room(self, room: str) -> bool:
         """Whether ``room`` has at least one local member."""
         return room in self._rooms

@@ -22,16 +22,16 @@ under the size limit, which answers 413) is the server's.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from typing import Annotated, Final
 
 import msgspec
 
+from broker.api_key import ApiKey
 from broker.http_answer import HttpAnswer, error_answer, json_answer
 from broker.node import Node
 from broker.publish_outcome import failure_of
-from broker.tokens import HeaderLookup, Refusal, bearer_token
+from broker.tokens import HeaderLookup
 from protocol import ErrorCode, Message, encode, is_valid_room
 
 __all__ = ["ACCEPTED", "PUBLISH_PATH", "SERVER_SENDER", "PublishApi"]
@@ -56,12 +56,7 @@ class _PublishRequest(msgspec.Struct):
 _decoder = msgspec.json.Decoder(_PublishRequest)
 
 ACCEPTED: Final = json_answer(202, {"status": "accepted"})
-
-
-def _unauthorized(message: str) -> HttpAnswer:
-    # RFC 6750, section 3: a 401 names the scheme the client should use.
-    challenge = ("WWW-Authenticate", 'Bearer realm="roomcast"')
-    return error_answer(401, ErrorCode.UNAUTHORIZED, message, headers=(challenge,))
+"""The 202 of a room without history (with history, it carries the position)."""
 
 
 class PublishApi:
@@ -72,21 +67,13 @@ class PublishApi:
         api_key: the bearer key a caller must present.
     """
 
-    def __init__(self, node: Node, api_key: str) -> None:
+    def __init__(self, node: Node, api_key: str | ApiKey) -> None:
         self._node = node
-        self._key = api_key.encode()
+        self._key = api_key if isinstance(api_key, ApiKey) else ApiKey(api_key)
 
     def authorize(self, headers: HeaderLookup) -> HttpAnswer | None:
         """``None`` if ``headers`` carry the API key, else the 401 to answer."""
-        token = bearer_token(headers)
-        if token is None:
-            return _unauthorized("an API key is required: Authorization: Bearer <key>")
-        if isinstance(token, Refusal):
-            return _unauthorized(token.reason)
-        # Constant time: the comparison must not tell how much of a guess matched.
-        if not hmac.compare_digest(token.encode(), self._key):
-            return _unauthorized("wrong API key")
-        return None
+        return self._key.refusal(headers)
 
     async def handle(self, headers: HeaderLookup, body: bytes) -> HttpAnswer:
         """Answer one request whose body (at most the size limit) was read."""
@@ -110,10 +97,14 @@ class PublishApi:
         try:
             # Shielded: a caller that goes away must not cancel the acceptance,
             # or this node's members would miss what the others receive.
-            await asyncio.shield(self._node.publish(room, "", payload))
+            position = await asyncio.shield(self._node.publish(room, "", payload))
         except Exception as exc:
             # The one mapping from a backend failure to a reply (as for `say`).
             failure = failure_of(exc)
             log.warning("publish API: room=%s failed (%s): %s", room, failure.code.value, exc)
             return error_answer(failure.http_status, failure.code, failure.message)
-        return ACCEPTED
+        if position is None:
+            return ACCEPTED
+        # docs/HISTORY-PRESENCE.md, "Positions": the 202 tells the position.
+        accepted = {"status": "accepted", "offset": position.offset, "epoch": position.epoch}
+        return json_answer(202, accepted)

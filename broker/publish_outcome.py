@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from broker.backends.base import BackendUnavailable, OutcomeUnknown
 from protocol import ErrorCode
@@ -55,7 +56,7 @@ def failure_of(error: BaseException) -> PublishFailure:
     return PublishFailure(ErrorCode.INTERNAL, "internal error", 500)
 
 
-def outcome_of(accepted: asyncio.Future[None]) -> PublishFailure | None:
+def outcome_of(accepted: asyncio.Future[Any]) -> PublishFailure | None:
     """``None`` if the settled publish ``accepted`` succeeded, else its failure."""
     if accepted.cancelled():
         return NOTHING_SENT

@@ -28,6 +28,7 @@ from broker.http_answer import HttpAnswer, error_answer, json_answer
 from broker.metrics import render_metrics
 from broker.node import Node
 from broker.publish_api import PUBLISH_PATH, PublishApi
+from broker.rooms_api import ROOMS_PREFIX, RoomsApi, room_endpoint
 from broker.tokens import HandshakeGuard, Refusal
 from broker.wire import Wire, WireHandler
 from protocol import ErrorCode, HttpErrorCode
@@ -43,8 +44,8 @@ READ_METHODS: Final = ("GET", "HEAD")
 API_DISABLED: Final = error_answer(
     404,
     HttpErrorCode.NOT_FOUND,
-    "the publish API is disabled on this node: start it with --api-key "
-    "(or BROKER_API_KEY) to enable POST /publish",
+    "the server API is disabled on this node: start it with --api-key "
+    "(or BROKER_API_KEY) to enable POST /publish and GET /rooms/{room}/history",
 )
 DRAINING: Final = error_answer(
     503, HttpErrorCode.DRAINING, "the node is shutting down: connect to another one"
@@ -87,6 +88,7 @@ class NodeRoutes:
         max_connections: sessions the node takes at most (0: no limit).
         guard: who may open a WebSocket.
         publish_api: ``POST /publish`` (``None``: disabled).
+        rooms_api: ``GET /rooms/{room}/...`` (``None``: disabled).
     """
 
     def __init__(
@@ -96,12 +98,14 @@ class NodeRoutes:
         max_connections: int,
         guard: HandshakeGuard | None = None,
         publish_api: PublishApi | None = None,
+        rooms_api: RoomsApi | None = None,
     ) -> None:
         self.node = node
         self.limits = limits
         self.max_connections = max_connections
         self.guard = guard or HandshakeGuard(None, None)
         self.publish_api = publish_api
+        self.rooms_api = rooms_api
         self._reads: dict[str, Callable[[], HttpAnswer]] = {
             "/healthz": self._healthz,
             "/livez": self._livez,
@@ -147,6 +151,14 @@ class NodeRoutes:
             if method != "POST":
                 return _not_allowed("POST")
             return partial(api.handle, request)
+        if path.startswith(ROOMS_PREFIX) and room_endpoint(path) is not None:
+            rooms = self.rooms_api
+            if rooms is None:
+                return API_DISABLED
+            if method != "GET":
+                return _not_allowed("GET")
+            target, headers = request.target, request
+            return lambda _body: rooms.history(target, headers)
         if path == WS_PATH:
             return NOT_UPGRADED
         return error_answer(404, HttpErrorCode.NOT_FOUND, f"no endpoint at {path[:100]}")

@@ -24,8 +24,10 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 
+from broker.api_key import ApiKey
 from broker.backends.base import Backend
-from broker.backends.memory import MemoryBackend
+from broker.backends.memory import MemoryBackend, MemoryBus
+from broker.backends.memory_history import MemoryHistory
 from broker.config import Config, join_budget, split_list
 from broker.connection import ConnectionLimits
 from broker.link import WireSettings
@@ -33,6 +35,7 @@ from broker.listener import Listener
 from broker.node import Node, new_node_id
 from broker.outbox import SlowConsumerPolicy
 from broker.publish_api import PublishApi
+from broker.rooms_api import RoomsApi
 from broker.routes import WS_PATH, NodeRoutes
 from broker.tokens import HandshakeGuard, load_authenticator
 from protocol import CloseCode
@@ -45,7 +48,8 @@ log = logging.getLogger("broker.server")
 def build_backend(config: Config, node_id: str) -> Backend:
     """The backend ``config`` asks for: Redis if a URL is given, else memory."""
     if config.redis_url is None:
-        return MemoryBackend()
+        history = MemoryHistory(config.history_size, config.history_ttl, config.history_meta_ttl)
+        return MemoryBackend(MemoryBus(history))
     # Imported here so that a memory-only node never imports redis.
     from broker.backends.redis import RedisBackend, redis_client_factory
 
@@ -54,6 +58,9 @@ def build_backend(config: Config, node_id: str) -> Backend:
         node_id,
         config.namespace,
         presence_ttl=config.node_timeout,
+        history_size=config.history_size,
+        history_ttl=config.history_ttl,
+        history_meta_ttl=config.history_meta_ttl,
     )
 
 
@@ -105,8 +112,11 @@ async def running_node(config: Config) -> AsyncIterator[tuple[Node, Listener]]:
     )
     # Empty counts as absent: any origin (the README says so).
     guard = HandshakeGuard(authenticator, split_list(config.allowed_origins) or None)
-    api = PublishApi(node, config.api_key) if config.api_key is not None else None
-    routes = NodeRoutes(node, limits, config.max_connections, guard, api)
+    api, rooms = None, None
+    if config.api_key is not None:
+        key = ApiKey(config.api_key)
+        api, rooms = PublishApi(node, key), RoomsApi(node, key, config.history_size)
+    routes = NodeRoutes(node, limits, config.max_connections, guard, api, rooms)
     settings = WireSettings(
         max_size=config.max_message_size,
         handshake_timeout=config.handshake_timeout,

@@ -33,12 +33,14 @@ from broker.grants import Identity, TokenError, TokenVerifier
 from protocol import (
     ClientMessage,
     ErrorCode,
+    History,
     Join,
     Leave,
     Message,
     Ok,
     Ping,
     Pong,
+    Position,
     ProtocolError,
     Ref,
     Refresh,
@@ -51,7 +53,9 @@ __all__ = [
     "LeaveRoom",
     "Plan",
     "Publish",
+    "ReadHistory",
     "Reauthorized",
+    "Rejoin",
     "Reply",
     "Session",
     "TokenBucket",
@@ -68,9 +72,31 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class JoinRoom:
-    """Make the session a member of ``room``, then answer ``ref``."""
+    """Make the session a member of ``room`` (first replaying what was said
+    after ``since``, if history still holds it), then answer ``ref``."""
 
     room: str
+    ref: Ref | None
+    since: Position | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejoin:
+    """A join of a room the session is in: a no-op, answered with the room's
+    current position (docs/HISTORY-PRESENCE.md, "Recovery")."""
+
+    room: str
+    ref: Ref | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHistory:
+    """Answer ``ref`` with the room's kept messages (docs/HISTORY-PRESENCE.md,
+    "history")."""
+
+    room: str
+    limit: int | None
+    before: int | None
     ref: Ref | None
 
 
@@ -99,7 +125,17 @@ class Reauthorized:
     ref: Ref | None
 
 
-Plan = Reply | ProtocolError | JoinRoom | LeaveRoom | Publish | Reauthorized | None
+Plan = (
+    Reply
+    | ProtocolError
+    | JoinRoom
+    | Rejoin
+    | LeaveRoom
+    | Publish
+    | ReadHistory
+    | Reauthorized
+    | None
+)
 """What a request asks for: a reply, an error reply, an action, or ``None``
 (nothing to send)."""
 
@@ -147,6 +183,8 @@ class Session:
         identity: the verified token of the handshake; ``None``: anonymous.
         verifier: verifies the tokens of ``refresh`` (``None``: anonymous mode).
         join_limit: the limiter of joins and leaves together (``None``: unlimited).
+        history_size: messages the node keeps per room (0: rooms keep no
+            history and have no positions).
     """
 
     def __init__(
@@ -158,6 +196,7 @@ class Session:
         verifier: TokenVerifier | None = None,
         *,
         join_limit: TokenBucket | None = None,
+        history_size: int = 0,
     ) -> None:
         self.id = session_id
         self.rooms: set[str] = set()
@@ -166,6 +205,7 @@ class Session:
         self._say_limit = say_limit
         self._verifier = verifier
         self._join_limit = join_limit
+        self._history_size = history_size
 
     @property
     def user(self) -> str | None:
@@ -188,17 +228,19 @@ class Session:
                 user = msgspec.UNSET if identity is None else identity.user
                 payload = encode(Message(room=room, from_=self.id, body=body, user=user))
                 return Publish(room, payload, ref)
-            case Join(room=room, ref=ref):
+            case Join(room=room, ref=ref, since=since):
                 if self.identity is not None and not self.identity.allows(room, "join"):
                     return _forbidden("join", room, ref)
                 if room in self.rooms:
-                    return ok(ref)  # a no-op that succeeds, with no second `joined`
+                    # A no-op that succeeds, with no second `joined`; with
+                    # history, its ok tells the current position.
+                    return Rejoin(room, ref) if self._history_size else ok(ref)
                 if self._max_rooms and len(self.rooms) >= self._max_rooms:
                     message = f"session is at its limit of {self._max_rooms} rooms"
                     return _error(ErrorCode.TOO_MANY_ROOMS, message, ref)
                 if not self._may_change_rooms():
                     return _error(ErrorCode.RATE_LIMITED, "join/leave rate limit exceeded", ref)
-                return JoinRoom(room, ref)
+                return JoinRoom(room, ref, None if since is msgspec.UNSET else since)
             case Leave(room=room, ref=ref):
                 if room not in self.rooms:
                     return _not_member(room, ref)
@@ -210,6 +252,19 @@ class Session:
                 return Reply(encode(Pong(ref=ref)))
             case Refresh(token=token, ref=ref):
                 return self._refresh(token, ref)
+            case History(room=room, limit=limit, before=before, ref=ref):
+                if room not in self.rooms:
+                    return _not_member(room, ref)
+                size = self._history_size
+                if size and limit is not msgspec.UNSET and limit > size:
+                    message = f"limit must be from 1 to {size} (the history size) - at `$.limit`"
+                    return _error(ErrorCode.BAD_MESSAGE, message, ref)
+                return ReadHistory(
+                    room,
+                    None if limit is msgspec.UNSET else limit,
+                    None if before is msgspec.UNSET else before,
+                    ref,
+                )
             case _:  # pragma: no cover - unreachable: mypy checks the match is exhaustive
                 assert_never(request)
 

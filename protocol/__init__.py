@@ -1,21 +1,34 @@
 """roomcast wire protocol v1: message types, codec and rules. No I/O."""
 
 from protocol.close_codes import CLOSE_RULES, CloseCode, ReconnectRule, reconnect_rule
-from protocol.codec import decode_request, decode_server_message, encode, error_frame
+from protocol.codec import (
+    decode_request,
+    decode_server_message,
+    encode,
+    encode_history,
+    error_frame,
+    sender_of,
+    with_position,
+)
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.http_api import HttpError, HttpErrorCode, http_error_body
 from protocol.messages import (
     PROTOCOL_VERSION,
     ClientMessage,
+    Epoch,
     Error,
+    History,
+    HistoryReply,
     Join,
     Joined,
     Leave,
     Left,
     Message,
+    Offset,
     Ok,
     Ping,
     Pong,
+    Position,
     Ref,
     Refresh,
     Say,
@@ -29,8 +42,11 @@ __all__ = [
     "PROTOCOL_VERSION",
     "ClientMessage",
     "CloseCode",
+    "Epoch",
     "Error",
     "ErrorCode",
+    "History",
+    "HistoryReply",
     "HttpError",
     "HttpErrorCode",
     "Join",
@@ -38,9 +54,11 @@ __all__ = [
     "Leave",
     "Left",
     "Message",
+    "Offset",
     "Ok",
     "Ping",
     "Pong",
+    "Position",
     "ProtocolError",
     "ReconnectRule",
     "Ref",
@@ -51,8 +69,11 @@ __all__ = [
     "decode_request",
     "decode_server_message",
     "encode",
+    "encode_history",
     "error_frame",
     "http_error_body",
     "is_valid_room",
     "reconnect_rule",
+    "sender_of",
+    "with_position",
 ]

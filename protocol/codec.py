@@ -15,6 +15,7 @@ from protocol.errors import ErrorCode, ProtocolError
 from protocol.messages import (
     ClientMessage,
     Error,
+    History,
     Join,
     Leave,
     Ref,
@@ -27,7 +28,10 @@ __all__ = [
     "decode_request",
     "decode_server_message",
     "encode",
+    "encode_history",
     "error_frame",
+    "sender_of",
+    "with_position",
 ]
 
 _encoder = msgspec.json.Encoder()
@@ -75,7 +79,7 @@ def decode_request(frame: bytes | str) -> ClientMessage | ProtocolError:
         return ProtocolError(ErrorCode.BAD_JSON, str(exc))
     except RecursionError:
         return ProtocolError(ErrorCode.BAD_JSON, "JSON is nested too deeply")
-    if isinstance(request, Join | Leave | Say) and not is_valid_room(request.room):
+    if isinstance(request, Join | Leave | Say | History) and not is_valid_room(request.room):
         return ProtocolError(
             ErrorCode.BAD_ROOM,
             f"bad room name {request.room[:140]!r}: 1-128 of A-Z a-z 0-9 _ . : @ -",
@@ -96,6 +100,86 @@ def decode_server_message(frame: bytes | str) -> ServerMessage:
 def error_frame(error: ProtocolError) -> bytes:
     """Encode ``error`` as the ``error`` reply the contract prescribes."""
     return _encoder.encode(Error(ref=error.ref, code=error.code.value, message=error.message))
+
+
+def with_position(payload: bytes, offset: int, epoch: str) -> bytes:
+    """Write ``offset`` and ``epoch`` into an encoded ``message`` frame.
+
+    ``payload`` is a ``message`` encoded by :func:`encode` without a position;
+    ``offset`` and ``epoch`` are its last fields (protocol.messages), so they
+    go just before the closing brace: the frame is extended once per message
+    on the node that learns its position, never re-encoded per member. The
+    Redis backend's publish script does the same in Lua.
+    """
+    return b'%s,"offset":%d,"epoch":%s}' % (payload[:-1], offset, _encoder.encode(epoch))
+
+
+class _HistoryFrames(msgspec.Struct, tag_field="type", tag="history"):
+    """``HistoryReply`` with its messages as the frames members received
+    (kept verbatim, never decoded); a test keeps the two in step."""
+
+    ref: Ref | None
+    room: str
+    offset: int | msgspec.UnsetType = msgspec.UNSET
+    epoch: str | msgspec.UnsetType = msgspec.UNSET
+    messages: list[msgspec.Raw] = msgspec.field(default_factory=list)
+
+
+class _HistoryBody(msgspec.Struct):
+    """The history endpoint's body: the reply without ``type`` and ``ref``."""
+
+    room: str
+    offset: int | msgspec.UnsetType = msgspec.UNSET
+    epoch: str | msgspec.UnsetType = msgspec.UNSET
+    messages: list[msgspec.Raw] = msgspec.field(default_factory=list)
+
+
+def encode_history(
+    room: str,
+    position: tuple[int, str] | None,
+    frames: list[bytes],
+    ref: Ref | None = None,
+    *,
+    http: bool = False,
+) -> bytes:
+    """Encode the ``history`` reply (or, with ``http``, the body of
+    ``GET /rooms/{room}/history``) from the stored ``message`` frames.
+
+    Args:
+        room: the room.
+        position: the room's current ``(offset, epoch)``; ``None`` for a room
+            without history (then no ``offset`` is written).
+        frames: the kept ``message`` frames, oldest first.
+        ref: the request's ``ref``.
+        http: encode the HTTP body (no ``type``, no ``ref``).
+    """
+    offset: int | msgspec.UnsetType = msgspec.UNSET
+    epoch: str | msgspec.UnsetType = msgspec.UNSET
+    if position is not None:
+        offset, epoch = position
+    messages = [msgspec.Raw(frame) for frame in frames]
+    if http:
+        return _encoder.encode(_HistoryBody(room, offset, epoch, messages))
+    return _encoder.encode(_HistoryFrames(ref, room, offset, epoch, messages))
+
+
+class _Sender(msgspec.Struct):
+    from_: str = msgspec.field(name="from", default="")
+
+
+_sender_decoder = msgspec.json.Decoder(_Sender)
+
+
+def sender_of(frame: bytes) -> str:
+    """The ``from`` of an encoded ``message`` frame (``""`` if it has none).
+
+    For the rare paths that hand a stored frame to members (history fills):
+    its sender must not receive it, as on the live path.
+    """
+    try:
+        return _sender_decoder.decode(frame).from_
+    except msgspec.DecodeError:
+        return ""
 
 
 def _well_formed(frame: bytes | str) -> bool:

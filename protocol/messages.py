@@ -13,6 +13,10 @@ Invariants:
       anonymous session and is then not written at all, so anonymous frames
       stay byte-identical to protocol v1 as first published. ``UNSET`` rather
       than ``omit_defaults``: that would also drop ``Welcome.protocol``.
+    * Positions (docs/HISTORY-PRESENCE.md, "Positions"): ``offset`` and
+      ``epoch`` are the last fields of ``Message``, so that a node can write
+      them into an already encoded frame by replacing its closing brace
+      (:func:`protocol.codec.with_position`), once per message, not per member.
 """
 
 from __future__ import annotations
@@ -24,15 +28,20 @@ import msgspec
 __all__ = [
     "PROTOCOL_VERSION",
     "ClientMessage",
+    "Epoch",
     "Error",
+    "History",
+    "HistoryReply",
     "Join",
     "Joined",
     "Leave",
     "Left",
     "Message",
+    "Offset",
     "Ok",
     "Ping",
     "Pong",
+    "Position",
     "Ref",
     "Refresh",
     "Say",
@@ -47,6 +56,14 @@ Ref = int | Annotated[str, msgspec.Meta(max_length=64)]
 
 _RoomField = Annotated[str, msgspec.Meta(description="Room name: 1-128 of A-Z a-z 0-9 _ . : @ -")]
 
+Offset = Annotated[int, msgspec.Meta(ge=0, description="A position in a room's history")]
+"""An offset in a room: the first message of an epoch has 1; 0 means "before any"."""
+
+Epoch = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, description="The name of a room's history")
+]
+"""An epoch: names one history of a room; an offset means something only with it."""
+
 _UserField = Annotated[
     str | msgspec.UnsetType,
     msgspec.Meta(description="The authenticated user (the token's sub); absent when anonymous"),
@@ -60,11 +77,20 @@ class _Base(msgspec.Struct, tag_field="type"):
 # --- client to server ------------------------------------------------------
 
 
+class Position(msgspec.Struct, forbid_unknown_fields=True):
+    """Where a client stands in a room: the last ``offset`` it has, in ``epoch``."""
+
+    offset: Offset
+    epoch: Epoch
+
+
 class Join(_Base, tag="join"):
-    """Become a member of ``room``."""
+    """Become a member of ``room``; with ``since``, first receive what was
+    said after that position (docs/HISTORY-PRESENCE.md, "Recovery")."""
 
     room: _RoomField
     ref: Ref | None = None
+    since: Position | msgspec.UnsetType = msgspec.UNSET
 
 
 class Leave(_Base, tag="leave"):
@@ -95,7 +121,18 @@ class Refresh(_Base, tag="refresh"):
     ref: Ref | None = None
 
 
-ClientMessage = Join | Leave | Say | Ping | Refresh
+class History(_Base, tag="history"):
+    """Read a room's recent messages (docs/HISTORY-PRESENCE.md, "history")."""
+
+    room: _RoomField
+    limit: Annotated[int, msgspec.Meta(ge=1)] | msgspec.UnsetType = msgspec.UNSET
+    """The newest ``limit`` messages (1 to the node's history size); default all kept."""
+    before: Annotated[int, msgspec.Meta(ge=1)] | msgspec.UnsetType = msgspec.UNSET
+    """Only messages with a smaller offset (paging back)."""
+    ref: Ref | None = None
+
+
+ClientMessage = Join | Leave | Say | Ping | Refresh | History
 """Any request a client may send."""
 
 
@@ -112,9 +149,17 @@ class Welcome(_Base, tag="welcome"):
 
 
 class Ok(_Base, tag="ok"):
-    """A request with ``ref`` succeeded."""
+    """A request with ``ref`` succeeded.
+
+    For a ``join`` of a room that keeps history: the room's position when the
+    session became a member, and with ``since``, whether it was recovered.
+    For a ``say``: the position its message got.
+    """
 
     ref: Ref
+    offset: Offset | msgspec.UnsetType = msgspec.UNSET
+    epoch: Epoch | msgspec.UnsetType = msgspec.UNSET
+    recovered: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class Error(_Base, tag="error"):
@@ -138,6 +183,8 @@ class Message(_Base, tag="message"):
     from_: str = msgspec.field(name="from")
     body: msgspec.Raw
     user: _UserField = msgspec.UNSET
+    offset: Offset | msgspec.UnsetType = msgspec.UNSET
+    epoch: Epoch | msgspec.UnsetType = msgspec.UNSET
 
 
 class Joined(_Base, tag="joined"):
@@ -156,5 +203,16 @@ class Left(_Base, tag="left"):
     user: _UserField = msgspec.UNSET
 
 
-ServerMessage = Welcome | Ok | Error | Pong | Message | Joined | Left
+class HistoryReply(_Base, tag="history"):
+    """The answer to ``history``: the room's current position and its kept
+    messages, oldest first, each exactly as members received it."""
+
+    ref: Ref | None
+    room: str
+    offset: Offset | msgspec.UnsetType = msgspec.UNSET
+    epoch: Epoch | msgspec.UnsetType = msgspec.UNSET
+    messages: list[Message] = msgspec.field(default_factory=list)
+
+
+ServerMessage = Welcome | Ok | Error | Pong | Message | Joined | Left | HistoryReply
 """Any frame the server may send."""

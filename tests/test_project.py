@@ -30,11 +30,12 @@ def test_readme_documents_every_option() -> None:
         assert f"`{option.env}`" in readme
 
 
-def test_docs_carry_the_contract_unchanged() -> None:
-    shared = REPO.parent / "shared" / "PROTOCOL.md"
+@pytest.mark.parametrize("contract", ["PROTOCOL.md", "HISTORY-PRESENCE.md"])
+def test_docs_carry_the_contract_unchanged(contract: str) -> None:
+    shared = REPO.parent / "shared" / contract
     if not shared.exists():
-        pytest.skip("no shared/PROTOCOL.md beside this checkout to compare with")
-    assert (REPO / "docs" / "PROTOCOL.md").read_text() == shared.read_text()
+        pytest.skip(f"no shared/{contract} beside this checkout to compare with")
+    assert (REPO / "docs" / contract).read_text() == shared.read_text()
 
 
 def _pyproject() -> dict[str, Any]:

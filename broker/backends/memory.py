@@ -2,7 +2,9 @@
 
 Several :class:`MemoryBackend` objects attached to one :class:`MemoryBus` form
 a cluster inside one process, which the tests use to check cluster semantics
-without Redis. A node started from the CLI has a bus of its own.
+without Redis. A node started from the CLI has a bus of its own. The bus
+keeps the rooms' history (:mod:`.memory_history`): positions are given and
+messages kept at publish, in the same step that hands them to the nodes.
 """
 
 from __future__ import annotations
@@ -10,16 +12,30 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from broker.backends.base import DeliverBatch, Delivery, Membership, PresenceHooks
+from broker.backends.base import (
+    DeliverBatch,
+    Delivery,
+    HistoryRead,
+    Membership,
+    Position,
+    PresenceHooks,
+)
+from broker.backends.memory_history import MemoryHistory
 
 __all__ = ["MemoryBackend", "MemoryBus"]
 
 
 class MemoryBus:
-    """Rooms to the backends subscribed to them, within one process."""
+    """Rooms to the backends subscribed to them, and the rooms' history,
+    within one process.
 
-    def __init__(self) -> None:
+    Args:
+        history: the rooms' history (default: none kept, no positions).
+    """
+
+    def __init__(self, history: MemoryHistory | None = None) -> None:
         self.subscribers: dict[str, set[MemoryBackend]] = {}
+        self.history = history if history is not None else MemoryHistory(0, 0.0, 0.0)
 
 
 class MemoryBackend:
@@ -59,19 +75,45 @@ class MemoryBackend:
             if not peers:
                 del self._bus.subscribers[room]
 
+    @property
+    def history_size(self) -> int:
+        """Messages kept per room (0: none, and no positions)."""
+        return self._bus.history.size
+
     def publish(
-        self, room: str, exclude: str, payload: bytes, published_at: float = 0.0
-    ) -> asyncio.Future[None]:
-        """Hand ``payload`` to the other subscribed nodes on the next loop turn."""
+        self,
+        room: str,
+        exclude: str,
+        payload: bytes,
+        published_at: float = 0.0,
+        *,
+        history: bool = True,
+    ) -> asyncio.Future[Position | None]:
+        """Give ``payload`` its position (with ``history``) and hand it to every
+        subscribed node, this one included, on the next loop turn."""
         loop = asyncio.get_running_loop()
-        delivery = Delivery(room, exclude, payload, published_at)
+        position = None
+        if history and self._bus.history.size:
+            position, payload = self._bus.history.append(room, payload)
+            delivery = Delivery(room, exclude, payload, published_at, *position)
+        else:
+            delivery = Delivery(room, exclude, payload, published_at)
         for peer in self._bus.subscribers.get(room, ()):
-            if peer is not self:
-                loop.call_soon(peer._receive, delivery)
+            loop.call_soon(peer._receive, delivery)
         self.published += 1
-        accepted = loop.create_future()
-        accepted.set_result(None)
+        accepted: asyncio.Future[Position | None] = loop.create_future()
+        accepted.set_result(position)
         return accepted
+
+    async def read_history(
+        self, room: str, after: int = 0, before: int | None = None, limit: int | None = None
+    ) -> HistoryRead:
+        """The room's position and kept messages (see the contract)."""
+        return self._bus.history.read(room, after, before, limit)
+
+    async def rotate_epoch(self, room: str, stale_epoch: str) -> None:
+        """Drop the room's history and position if still in ``stale_epoch``."""
+        self._bus.history.rotate(room, stale_epoch)
 
     def healthy(self) -> bool:
         """Always reachable: it is this process."""

@@ -6,11 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import partial
 from typing import Any
 
 from websockets.datastructures import Headers
 
-from broker.backends.base import BackendUnavailable, DeliverBatch, Membership, PresenceHooks
+from broker.backends.base import (
+    BackendUnavailable,
+    DeliverBatch,
+    Delivery,
+    HistoryRead,
+    Membership,
+    Position,
+    PresenceHooks,
+)
 from broker.frames import text_frame
 from broker.handshake import Opener
 from broker.http import BodyReader, RequestHead
@@ -100,11 +109,15 @@ class ClosedOutbox:
 
 
 class HeldBackend:
-    """A backend that accepts every publish at once, or, while ``hold`` is
-    set, keeps it pending until the test settles it."""
+    """A backend without history that accepts every publish at once, or,
+    while ``hold`` is set, keeps it pending until the test settles it. As the
+    contract says, an accepted publish comes back to this node's ``deliver``
+    (on the next loop turn) while the room is subscribed."""
+
+    history_size = 0
 
     def __init__(self) -> None:
-        self.published: list[tuple[str, str, bytes, asyncio.Future[None]]] = []
+        self.published: list[tuple[str, str, bytes, asyncio.Future[Position | None]]] = []
         self.rooms: set[str] = set()
         self.tracked: list[tuple[Membership, bool]] = []
         self.hold = False
@@ -129,15 +142,36 @@ class HeldBackend:
         self.rooms.discard(room)
 
     def publish(
-        self, room: str, exclude: str, payload: bytes, published_at: float = 0.0
-    ) -> asyncio.Future[None]:
-        accepted = asyncio.get_running_loop().create_future()
+        self,
+        room: str,
+        exclude: str,
+        payload: bytes,
+        published_at: float = 0.0,
+        *,
+        history: bool = True,
+    ) -> asyncio.Future[Position | None]:
+        accepted: asyncio.Future[Position | None] = asyncio.get_running_loop().create_future()
+        accepted.add_done_callback(partial(self._echo, Delivery(room, exclude, payload)))
         if not self.hold:
             accepted.set_result(None)
         self.published.append((room, exclude, payload, accepted))
         if self._published_more is not None:
             self._published_more.set()
         return accepted
+
+    def _echo(self, delivery: Delivery, accepted: asyncio.Future[Position | None]) -> None:
+        if accepted.cancelled() or accepted.exception() is not None:
+            return
+        if self.deliver is not None and delivery.room in self.rooms:
+            self.deliver((delivery,))
+
+    async def read_history(
+        self, room: str, after: int = 0, before: int | None = None, limit: int | None = None
+    ) -> HistoryRead:
+        return HistoryRead("", 0, [])
+
+    async def rotate_epoch(self, room: str, stale_epoch: str) -> None:
+        pass
 
     async def wait_published(self, count: int) -> None:
         """Return once ``count`` payloads in all were published."""

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from broker.backends.base import BackendUnavailable, OutcomeUnknown
+from broker.backends.memory import MemoryBackend, MemoryBus
+from broker.backends.memory_history import MemoryHistory
 from broker.connection import BACKLOG_PAUSE, ClientConnection, ConnectionLimits
 from broker.grants import Identity, RoomGrant, TokenError
 from broker.node import Node
@@ -367,3 +369,92 @@ async def test_closed_stops_the_idle_and_expiry_timers(node: Node) -> None:
     # Showing an absence needs both timers' times to pass.
     await asyncio.sleep(0.05)
     assert wire.closes == []
+
+
+# --- positions, recovery and history (docs/HISTORY-PRESENCE.md) -----------------
+
+
+@pytest.fixture
+async def history_node() -> AsyncIterator[Node]:
+    bus = MemoryBus(MemoryHistory(size=10, ttl=600.0, meta_ttl=3600.0))
+    node = Node("n-history", MemoryBackend(bus))
+    await node.start()
+    yield node
+    await node.close()
+
+
+async def test_the_ok_of_a_join_carries_the_position(history_node: Node) -> None:
+    connection, wire = connect(history_node)
+    send(connection, '{"type":"join","room":"lobby","ref":1}')
+    await settle()
+    ok = wire.sent[-1]
+    assert (ok["type"], ok["ref"], ok["offset"]) == ("ok", 1, 0)
+    assert ok["epoch"] and "recovered" not in ok
+
+
+async def test_the_ok_of_a_say_carries_the_position_of_its_message(history_node: Node) -> None:
+    connection, wire = connect(history_node)
+    send(connection, '{"type":"join","room":"lobby","ref":1}')
+    await settle()
+    send(connection, '{"type":"say","room":"lobby","body":"a","ref":2}')
+    send(connection, '{"type":"say","room":"lobby","body":"b","ref":3}')
+    await settle()
+    assert [(m["ref"], m["offset"]) for m in wire.sent[-2:]] == [(2, 1), (3, 2)]
+
+
+async def test_a_join_again_answers_the_current_position(history_node: Node) -> None:
+    connection, wire = connect(history_node)
+    send(connection, '{"type":"join","room":"lobby","ref":1}')
+    await settle()
+    send(connection, '{"type":"say","room":"lobby","body":"a","ref":2}')
+    await settle()
+    send(connection, '{"type":"join","room":"lobby","ref":3}')
+    assert (wire.sent[-1]["ref"], wire.sent[-1]["offset"]) == (3, 1)
+
+
+async def test_join_with_since_replays_then_answers_recovered(history_node: Node) -> None:
+    talker, talker_wire = connect(history_node)
+    send(talker, '{"type":"join","room":"lobby","ref":1}')
+    await settle()
+    epoch = talker_wire.sent[-1]["epoch"]
+    for body in ("a", "b", "c"):
+        send(talker, f'{{"type":"say","room":"lobby","body":"{body}"}}')
+    await settle()
+
+    back, wire = connect(history_node)
+    since = f'{{"offset":1,"epoch":"{epoch}"}}'
+    send(back, f'{{"type":"join","room":"lobby","since":{since},"ref":5}}')
+    await settle()
+
+    frames = wire.sent[1:]
+    assert [(f["type"], f.get("body")) for f in frames] == [
+        ("message", "b"),
+        ("message", "c"),
+        ("ok", None),
+    ]
+    assert (frames[-1]["offset"], frames[-1]["recovered"]) == (3, True)
+
+
+async def test_history_is_answered_with_the_kept_messages(history_node: Node) -> None:
+    connection, wire = connect(history_node)
+    send(connection, '{"type":"join","room":"lobby","ref":1}')
+    await settle()
+    for body in ("a", "b", "c"):
+        send(connection, f'{{"type":"say","room":"lobby","body":"{body}"}}')
+    await settle()
+    send(connection, '{"type":"history","room":"lobby","limit":2,"ref":9}')
+    await settle()
+    reply = wire.sent[-1]
+    assert (reply["type"], reply["ref"], reply["offset"]) == ("history", 9, 3)
+    assert [m["body"] for m in reply["messages"]] == ["b", "c"]
+
+
+async def test_history_on_a_node_without_history_is_empty(
+    node: Node, backend: GatedBackend
+) -> None:
+    connection, wire = connect(node)
+    send(connection, '{"type":"join","room":"lobby","ref":1}')
+    await settle()
+    send(connection, '{"type":"history","room":"lobby","ref":2}')
+    await settle()
+    assert wire.sent[-1] == {"type": "history", "ref": 2, "room": "lobby", "messages": []}

@@ -124,4 +124,4 @@ def test_message_body_is_written_as_the_exact_bytes_given(body: bytes) -> None:
 
 
 def test_server_message_decoder_ignores_unknown_fields() -> None:
-    assert decode_server_message(b'{"type":"ok","ref":1,"offset":99}') == Ok(ref=1)
+    assert decode_server_message(b'{"type":"ok","ref":1,"shard":99}') == Ok(ref=1)

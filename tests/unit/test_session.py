@@ -9,8 +9,28 @@ import msgspec
 
 from broker.config import Config, join_budget
 from broker.grants import Identity, RoomGrant, TokenError
-from broker.session import JoinRoom, LeaveRoom, Publish, Reauthorized, Reply, Session, TokenBucket
-from protocol import ErrorCode, Join, Leave, Ping, ProtocolError, Refresh, Say
+from broker.session import (
+    JoinRoom,
+    LeaveRoom,
+    Publish,
+    ReadHistory,
+    Reauthorized,
+    Rejoin,
+    Reply,
+    Session,
+    TokenBucket,
+)
+from protocol import (
+    ErrorCode,
+    History,
+    Join,
+    Leave,
+    Ping,
+    Position,
+    ProtocolError,
+    Refresh,
+    Say,
+)
 from tests.support.fakes import FakeClock
 
 
@@ -370,3 +390,50 @@ def test_refresh_that_would_not_cover_a_joined_room_is_forbidden() -> None:
 
 def test_refresh_of_an_anonymous_session_is_unauthorized() -> None:
     assert_error(make_session().plan(Refresh(token="t", ref=1)), ErrorCode.UNAUTHORIZED)
+
+
+# --- history and recovery (docs/HISTORY-PRESENCE.md) ------------------------------
+
+
+def with_history(*rooms: str, size: int = 100) -> Session:
+    session = Session("s-me", 10, TokenBucket(0, 0, FakeClock()), history_size=size)
+    for room in rooms:
+        session.joined(room)
+    return session
+
+
+def test_join_with_since_asks_to_recover_from_that_position() -> None:
+    since = Position(offset=4, epoch="e-1")
+    plan = with_history().plan(Join(room="lobby", ref=1, since=since))
+    assert plan == JoinRoom("lobby", 1, since)
+
+
+def test_join_of_a_joined_room_with_history_answers_the_current_position() -> None:
+    plan = with_history("lobby").plan(Join(room="lobby", ref=2))
+    assert plan == Rejoin("lobby", 2)
+
+
+def test_history_of_a_joined_room_asks_to_read_it() -> None:
+    plan = with_history("lobby").plan(History(room="lobby", limit=5, before=9, ref=3))
+    assert plan == ReadHistory("lobby", 5, 9, 3)
+
+
+def test_history_without_limit_or_before_reads_all_kept() -> None:
+    assert with_history("lobby").plan(History(room="lobby")) == ReadHistory(
+        "lobby", None, None, None
+    )
+
+
+def test_history_of_a_room_not_joined_is_not_member() -> None:
+    assert_error(with_history().plan(History(room="lobby", ref=1)), ErrorCode.NOT_MEMBER)
+
+
+def test_history_limit_above_the_history_size_is_a_bad_message_naming_limit() -> None:
+    plan = with_history("lobby", size=10).plan(History(room="lobby", limit=11, ref=1))
+    assert_error(plan, ErrorCode.BAD_MESSAGE)
+    assert isinstance(plan, ProtocolError) and "limit" in plan.message
+
+
+def test_history_on_a_node_without_history_reads_nothing_whatever_the_limit() -> None:
+    plan = with_history("lobby", size=0).plan(History(room="lobby", limit=500, ref=1))
+    assert plan == ReadHistory("lobby", 500, None, 1)

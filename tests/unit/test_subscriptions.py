@@ -19,7 +19,7 @@ def backend() -> GatedBackend:
 
 @pytest.fixture
 def subscriptions(backend: GatedBackend) -> RoomSubscriptions:
-    return RoomSubscriptions(backend)
+    return RoomSubscriptions(backend.subscribe, backend.unsubscribe)
 
 
 async def test_first_acquire_subscribes_the_room(
