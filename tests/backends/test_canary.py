@@ -14,7 +14,7 @@ import pytest
 from broker.backends.redis.canary import Canary
 from broker.backends.redis.publisher import Publisher
 
-CHANNEL = b"t:node:n-self"
+CHANNEL = b"{t:node:n-self}"
 
 
 class FakeSubscription:
@@ -151,7 +151,7 @@ async def test_the_first_canary_goes_at_once(
 ) -> None:
     listener = fakeredis.FakeAsyncRedis(server=server)
     pubsub = listener.pubsub()
-    await pubsub.subscribe(CHANNEL)
+    await pubsub.ssubscribe(CHANNEL)  # sharded, like the node's subscription
     await pubsub.get_message(timeout=5)  # the subscribe confirmation
     runner = asyncio.create_task(canary(publisher, interval=60.0).run(FakeSubscription()))
     try:

@@ -17,7 +17,7 @@ async def test_a_refused_command_fails_alone_and_the_publish_beside_it_succeeds(
     publisher = Publisher(client)
     loop = asyncio.get_running_loop()
     published, refused = loop.create_future(), loop.create_future()
-    publisher.enqueue((b"PUBLISH", b"room", b"payload"), published)
+    publisher.enqueue((b"SPUBLISH", b"room", b"payload"), published)
     publisher.enqueue((b"HSET", b"a-string", b"field", b"value"), refused)  # WRONGTYPE
     runner = loop.create_task(publisher.run())
     try:

@@ -157,11 +157,11 @@ async def test_an_unreachable_redis_is_named_with_the_os_error(redis_server: Red
     )
 
 
-async def test_a_user_who_may_not_publish_is_started_but_never_healthy(
+async def test_a_user_who_may_not_spublish_is_started_but_never_healthy(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     redis_server.cli(
-        "ACL", "SETUSER", "nopub", "on", f">{PASSWORD}", "~*", "&*", "+@all", "-publish"
+        "ACL", "SETUSER", "nopub", "on", f">{PASSWORD}", "~*", "&*", "+@all", "-spublish"
     )
     url = f"redis://nopub:{PASSWORD}@127.0.0.1:{redis_server.port}/0"
     backend = RedisBackend(redis_client_factory(url), node="n-f", canary_timeout=0.5)

@@ -1,5 +1,6 @@
-"""The Redis subscriber: typed deliveries, subscriptions, and the rebuild that
-re-subscribes exactly the wanted rooms.
+"""The Redis subscriber: typed deliveries (sharded pub/sub), subscriptions,
+the rebuild that re-subscribes exactly the wanted rooms, and the
+``resubscribed`` call once a replacement subscription is whole.
 
 On fakeredis where it is faithful; the rebuild and close tests need a real
 redis-server: only a real connection that is closed wakes a reader blocked on
@@ -18,7 +19,7 @@ from redis.asyncio import Redis
 from broker.backends.base import BackendUnavailable, Delivery
 from broker.backends.redis import redis_client_factory
 from broker.backends.redis.client import ClientFactory
-from broker.backends.redis.envelope import pack
+from broker.backends.redis.envelope import RoomKeys, pack
 from broker.backends.redis.subscriber import Subscriber
 from tests.support.processes import RedisServer
 
@@ -32,6 +33,7 @@ class Recorder:
         self.batches: list[list[Delivery]] = []
         self.canaries: list[bytes] = []
         self.opened = 0
+        self.resubscribed = 0
         self._changed = asyncio.Event()
 
     def deliver(self, batch: Sequence[Delivery]) -> None:
@@ -44,6 +46,10 @@ class Recorder:
 
     def on_open(self) -> None:
         self.opened += 1
+        self._changed.set()
+
+    def on_resubscribed(self) -> None:
+        self.resubscribed += 1
         self._changed.set()
 
     @property
@@ -78,6 +84,7 @@ def make(connect: ClientFactory, recorder: Recorder, subscribe_timeout: float = 
         recorder.canary_back,
         recorder.on_open,
         subscribe_timeout=subscribe_timeout,
+        resubscribed=recorder.on_resubscribed,
     )
 
 
@@ -97,8 +104,12 @@ async def other(server: fakeredis.FakeServer) -> AsyncIterator[fakeredis.FakeAsy
     await client.aclose()
 
 
+def channel(room: str) -> bytes:
+    return RoomKeys.of(NAMESPACE, room).channel
+
+
 async def say(client: Redis, room: str, payload: bytes, node: bytes) -> None:
-    await client.publish(f"{NAMESPACE}:room:{room}", pack(node, "s-1", 12.5, payload))
+    await client.spublish(channel(room), pack(node, "s-1", 12.5, payload, 7, "e-1"))
 
 
 async def test_another_nodes_publish_arrives_as_a_typed_delivery(
@@ -109,11 +120,11 @@ async def test_another_nodes_publish_arrives_as_a_typed_delivery(
     await say(other, "lobby", b'{"type":"message"}', node=b"n-other")
 
     await recorder.until(lambda: recorder.deliveries)
-    assert recorder.deliveries == [Delivery("lobby", "s-1", b'{"type":"message"}', 12.5)]
+    assert recorder.deliveries == [Delivery("lobby", "s-1", b'{"type":"message"}', 12.5, 7, "e-1")]
     assert subscriber.received == 1
 
 
-async def test_its_own_publish_is_not_delivered_back(
+async def test_its_own_publish_is_delivered_back_in_order(
     subscriber: Subscriber, recorder: Recorder, other: fakeredis.FakeAsyncRedis
 ) -> None:
     await subscriber.subscribe("lobby")
@@ -121,8 +132,8 @@ async def test_its_own_publish_is_not_delivered_back(
     await say(other, "lobby", b"own", node=b"n-self")
     await say(other, "lobby", b"marker", node=b"n-other")
 
-    await recorder.until(lambda: recorder.deliveries)
-    assert [d.payload for d in recorder.deliveries] == [b"marker"]
+    await recorder.until(lambda: len(recorder.deliveries) == 2)
+    assert [d.payload for d in recorder.deliveries] == [b"own", b"marker"]
 
 
 async def test_a_malformed_message_is_skipped_and_the_connection_kept(
@@ -130,7 +141,7 @@ async def test_a_malformed_message_is_skipped_and_the_connection_kept(
 ) -> None:
     await subscriber.subscribe("lobby")
 
-    await other.publish(f"{NAMESPACE}:room:lobby", b"not an envelope")
+    await other.spublish(channel("lobby"), b"not an envelope")
     await say(other, "lobby", b"after", node=b"n-other")
 
     await recorder.until(lambda: recorder.deliveries)
@@ -141,7 +152,7 @@ async def test_a_malformed_message_is_skipped_and_the_connection_kept(
 async def test_a_message_on_the_node_channel_goes_to_the_canary(
     subscriber: Subscriber, recorder: Recorder, other: fakeredis.FakeAsyncRedis
 ) -> None:
-    await other.publish(subscriber.node_channel, b"7")
+    await other.spublish(subscriber.node_channel, b"7")
 
     await recorder.until(lambda: recorder.canaries)
     assert recorder.canaries == [b"7"]
@@ -178,14 +189,57 @@ async def test_a_rebuilt_connection_subscribes_exactly_the_wanted_rooms(
         subscriber.unsubscribe("left")
 
         await subscriber.rebuild()
-        await recorder.until(lambda: recorder.opened == 2)
+        await recorder.until(lambda: recorder.resubscribed == 1)
         await say(other, "left", b"lost", node=b"n-other")
         await say(other, "wanted", b"kept", node=b"n-other")
-        await other.publish(subscriber.node_channel, b"1")
+        await other.spublish(subscriber.node_channel, b"1")
 
         await recorder.until(lambda: recorder.deliveries and recorder.canaries)
         assert [d.payload for d in recorder.deliveries] == [b"kept"]
         assert subscriber.reconnects == 1
+    finally:
+        await subscriber.close()
+        await other.aclose()
+
+
+@pytest.mark.redis
+async def test_resubscribed_is_called_once_after_a_rebuild_and_not_at_start(
+    shared_redis: RedisServer, recorder: Recorder
+) -> None:
+    subscriber = make(redis_client_factory(shared_redis.url), recorder)
+    await subscriber.start()
+    try:
+        await subscriber.subscribe("lobby")
+        await recorder.until(lambda: recorder.opened == 1)
+        assert recorder.resubscribed == 0
+
+        await subscriber.rebuild()
+
+        await recorder.until(lambda: recorder.resubscribed == 1)
+        await subscriber.subscribe("other")  # another confirmation calls nothing
+        assert recorder.resubscribed == 1
+    finally:
+        await subscriber.close()
+
+
+@pytest.mark.redis
+async def test_resubscribed_is_called_once_after_client_kill_type_pubsub(
+    redis_server: RedisServer, recorder: Recorder
+) -> None:
+    connect = redis_client_factory(redis_server.url)
+    subscriber, other = make(connect, recorder), connect()
+    await subscriber.start()
+    try:
+        await subscriber.subscribe("lobby")
+
+        redis_server.cli("CLIENT", "KILL", "TYPE", "pubsub")
+
+        await recorder.until(lambda: recorder.resubscribed == 1)
+        # Whole: what is published now arrives.
+        await say(other, "lobby", b"after", node=b"n-other")
+        await recorder.until(lambda: recorder.deliveries)
+        assert [d.payload for d in recorder.deliveries] == [b"after"]
+        assert (subscriber.reconnects, recorder.resubscribed) == (1, 1)
     finally:
         await subscriber.close()
         await other.aclose()

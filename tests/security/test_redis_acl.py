@@ -29,9 +29,10 @@ NAMESPACE = "roomcast"  # the default --namespace
 def rule_for(password: str) -> str:
     """The README's rule for the default namespace and a user named roomcast."""
     return (
-        f"ACL SETUSER {USER} on >{password} resetkeys ~{NAMESPACE}:* resetchannels "
-        f"&{NAMESPACE}:* -@all +ping +publish +subscribe +unsubscribe +set +exists "
-        "+del +sadd +srem +smembers +hset +hdel +hgetall +multi +exec"
+        f"ACL SETUSER {USER} on >{password} resetkeys ~{NAMESPACE}:* ~{{{NAMESPACE}:* "
+        f"resetchannels &{{{NAMESPACE}:* -@all +ping +spublish +ssubscribe +sunsubscribe "
+        "+script|load +evalsha +hincrby +hget +hmget +rpush +ltrim +llen +lrange +pexpire "
+        "+set +exists +del +sadd +srem +smembers +hset +hdel +hgetall +multi +exec"
     )
 
 
@@ -126,8 +127,8 @@ async def test_a_killed_nodes_members_are_reaped_by_a_node_of_the_acl_user(
 @pytest.mark.parametrize(
     ("missing", "said"),
     [
-        ("+publish", "the canary publish failed (NoPermissionError (NOPERM)"),
-        (f"&{NAMESPACE}:*", "redis refused a subscription (NoPermissionError (NOPERM)"),
+        ("+spublish", "the canary publish failed (NoPermissionError (NOPERM)"),
+        (f"&{{{NAMESPACE}:*", "redis refused a subscription (NoPermissionError (NOPERM)"),
     ],
     ids=["no-publish", "no-channels"],
 )

@@ -1,11 +1,12 @@
-"""Redis pub/sub backend: the only package that imports ``redis``.
+"""Redis sharded pub/sub backend: the only package that imports ``redis``.
 
 :mod:`.backend` (assembles the parts into a ``Backend``), :mod:`.subscriber`
 (subscriptions and the batched reader, with :mod:`.confirmations`),
 :mod:`.canary` (deaf-node detection and readiness), :mod:`.publisher`
-(pipelined publishes), :mod:`.presence` (crash recovery), :mod:`.envelope`
-(channel names and the payload format), :mod:`.errors` (one-line failure
-messages), :mod:`.client` (client factory and shims).
+(pipelined publishes), :mod:`.scripts` and :mod:`.history` (positions and
+history, atomically with the publish), :mod:`.presence` (crash recovery),
+:mod:`.envelope` (key and channel names, the payload format), :mod:`.errors`
+(one-line failure messages), :mod:`.client` (client factory and shims).
 """
 
 from broker.backends.redis.backend import RedisBackend

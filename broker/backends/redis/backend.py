@@ -1,10 +1,14 @@
 """The Redis backend: the :class:`~broker.backends.base.Backend` protocol
 assembled from its parts.
 
-One Redis channel per room, ``{namespace}:room:{room}``, subscribed while this
-node has a local member of the room; payloads in the format of
-:mod:`.envelope`. Two connections: the subscriber's (:mod:`.subscriber`) and
-the publisher's (:mod:`.publisher`), which the canary (:mod:`.canary`) and
+One sharded Redis channel per room, ``{namespace:room}:c``, subscribed while
+this node has a local member of the room; payloads in the format of
+:mod:`.envelope`. A ``message`` goes through the publish script
+(:mod:`.scripts`, :mod:`.history`), which gives it the room's next position,
+keeps it in the room's history and publishes it in one atomic step;
+announcements, and every publish without history, are a plain SPUBLISH. Two
+connections: the subscriber's (:mod:`.subscriber`) and the publisher's
+(:mod:`.publisher`), which the canary (:mod:`.canary`), history reads and
 crash recovery (:mod:`.presence`) also use.
 
 Invariants:
@@ -28,15 +32,19 @@ from typing import Any
 from broker.backends.base import (
     BackendUnavailable,
     DeliverBatch,
+    HistoryRead,
     Membership,
+    Position,
     PresenceHooks,
 )
 from broker.backends.redis.canary import Canary
 from broker.backends.redis.client import IO_ERRORS, ClientFactory
-from broker.backends.redis.envelope import node_channel, pack, room_prefix
+from broker.backends.redis.envelope import RoomKeys, node_channel, pack, pack_head
 from broker.backends.redis.errors import explain
+from broker.backends.redis.history import History, position_of
 from broker.backends.redis.presence import Presence
 from broker.backends.redis.publisher import Publisher
+from broker.backends.redis.scripts import PUBLISH
 from broker.backends.redis.subscriber import Subscriber
 
 __all__ = ["RedisBackend"]
@@ -60,6 +68,10 @@ class RedisBackend:
         subscribe_timeout: seconds a subscription may take.
         presence_ttl: seconds without a heartbeat before other nodes take
             this one for dead and announce its members' ``left``.
+        history_size: messages kept per room (0: no history, no positions).
+        history_ttl: seconds a room's messages are kept after its last one.
+        history_meta_ttl: seconds a room's position is kept after its last
+            message (at least ``history_ttl``).
     """
 
     def __init__(
@@ -72,11 +84,17 @@ class RedisBackend:
         canary_timeout: float = 3.0,
         subscribe_timeout: float = 5.0,
         presence_ttl: float = 10.0,
+        history_size: int = 0,
+        history_ttl: float = 600.0,
+        history_meta_ttl: float = 86_400.0,
     ) -> None:
         self._connect = connect
         self._node = node.encode()
         self._namespace = namespace
-        self._room_prefix = room_prefix(namespace)
+        self._history_size = history_size
+        self._history_ttl = history_ttl
+        self._history_meta_ttl = history_meta_ttl
+        self._history: History | None = None
         self._canary_interval = canary_interval
         self._canary_timeout = canary_timeout
         self._subscribe_timeout = subscribe_timeout
@@ -101,6 +119,13 @@ class RedisBackend:
         """
         client = self._connect()
         self._publisher = publisher = Publisher(client)
+        self._history = history = History(
+            client,
+            self._namespace,
+            self._history_size,
+            self._history_ttl,
+            self._history_meta_ttl,
+        )
         self._canary = canary = Canary(
             publisher,
             node_channel(self._namespace, self._node),
@@ -115,6 +140,7 @@ class RedisBackend:
             canary.back,
             canary.restart,
             self._subscribe_timeout,
+            presence.resubscribed if presence is not None else _nothing,
         )
         if presence is not None:
             self._presence = Presence(
@@ -122,6 +148,8 @@ class RedisBackend:
             )
         try:
             await client.ping()
+            if self._history_size > 0:
+                await history.load()
             await subscriber.start()
             if self._presence is not None:
                 await self._presence.recover_previous_run()
@@ -185,15 +213,60 @@ class RedisBackend:
         assert self._subscriber is not None, "RedisBackend.start() was not awaited"
         self._subscriber.unsubscribe(room)
 
+    @property
+    def history_size(self) -> int:
+        """Messages kept per room (0: no history and no positions)."""
+        return self._history_size
+
     def publish(
-        self, room: str, exclude: str, payload: bytes, published_at: float = 0.0
-    ) -> asyncio.Future[None]:
-        """Queue a publish; the returned future resolves when Redis accepted it."""
+        self,
+        room: str,
+        exclude: str,
+        payload: bytes,
+        published_at: float = 0.0,
+        *,
+        history: bool = True,
+    ) -> asyncio.Future[Position | None]:
+        """Queue a publish; the returned future resolves when Redis accepted
+        it, to the position the message got (None without history).
+
+        With history, the publish script assigns the position, keeps the
+        frame and publishes it atomically (docs/HISTORY-PRESENCE.md,
+        "Positions"); otherwise a plain SPUBLISH.
+        """
         assert self._publisher is not None, "RedisBackend.start() was not awaited"
-        accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        data = pack(self._node, exclude, published_at, payload)
-        self._publisher.enqueue((b"PUBLISH", self._room_prefix + room.encode(), data), accepted)
+        assert self._history is not None
+        accepted: asyncio.Future[Position | None] = asyncio.get_running_loop().create_future()
+        keys = RoomKeys.of(self._namespace, room)
+        if history and self._history_size > 0:
+            head = pack_head(self._node, exclude, published_at)
+            args = self._history.publish_args(keys, head, payload)
+            self._publisher.enqueue(args, accepted, position_of, PUBLISH)
+        else:
+            data = pack(self._node, exclude, published_at, payload)
+            self._publisher.enqueue((b"SPUBLISH", keys.channel, data), accepted)
         return accepted
+
+    async def read_history(
+        self, room: str, after: int = 0, before: int | None = None, limit: int | None = None
+    ) -> HistoryRead:
+        """The room's position and kept messages, in one atomic look (a
+        script); a room without a position gets one.
+
+        Raises:
+            BackendUnavailable: Redis could not be reached.
+        """
+        assert self._history is not None, "RedisBackend.start() was not awaited"
+        return await self._history.read(room, after, before, limit)
+
+    async def rotate_epoch(self, room: str, stale_epoch: str) -> None:
+        """Drop the room's history and position if it is still in ``stale_epoch``.
+
+        Raises:
+            BackendUnavailable: Redis could not be reached.
+        """
+        assert self._history is not None, "RedisBackend.start() was not awaited"
+        await self._history.rotate(room, stale_epoch)
 
     def track(self, membership: Membership, member: bool) -> None:
         """Record a membership for crash recovery (when started with presence)."""
@@ -223,3 +296,7 @@ class RedisBackend:
             "subscribed_rooms": len(subscriber.rooms) if subscriber is not None else 0,
             "reaped_nodes": presence.reaped_nodes if presence is not None else 0,
         }
+
+
+def _nothing() -> None:
+    """No node hooks: nobody to tell of a re-subscription."""

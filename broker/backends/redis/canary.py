@@ -1,14 +1,16 @@
 """The canary: proof that this node hears what it publishes ("no deaf nodes").
 
 Every ``interval`` (the first at once) the node publishes a numbered canary
-on its own channel ``{namespace}:node:{node}`` and expects it back through
-its own subscription.
+(SPUBLISH) on its own sharded channel ``{namespace:node:node}`` and expects
+it back through its own subscription: the connection that carries the
+node's rooms (sharded pub/sub too), so a canary back proves room traffic
+can arrive.
 
 Invariants:
     * :meth:`Canary.fresh` is true only once a canary published after the
       latest (re)subscription came back through it, and for ``timeout``
-      after the latest one came back. So a node that may not PUBLISH, or may
-      not SUBSCRIBE to its channels (an ACL without those rights), is never
+      after the latest one came back. So a node that may not SPUBLISH, or may
+      not SSUBSCRIBE to its channels (an ACL without those rights), is never
       ready, and a new subscription is trusted only once it carried one.
     * Deafness is claimed only for a canary that Redis took and that did not
       come back within ``timeout``: a canary that Redis did not take (it is
@@ -139,7 +141,7 @@ class Canary:
         seq = self._seq
         self._sent[seq] = time.monotonic()
         try:
-            await self._publisher.client.publish(self._channel, str(seq))
+            await self._publisher.client.spublish(self._channel, str(seq))
         except IO_ERRORS as exc:
             self._publisher.up = False
             self._sent.pop(seq, None)

@@ -3,9 +3,12 @@ was in flight goes out as one pipeline, so publishes are batched under load
 and keep their order.
 
 Invariants:
-    * Commands reach Redis in the order they were queued.
-    * Publishes are never retried: one that failed may have reached Redis,
-      and a retry could deliver it twice.
+    * Commands reach Redis in the order they were queued, but for the
+      scripts Redis had forgotten (NOSCRIPT: a SCRIPT FLUSH, a restart): those
+      go again, in their order, right after the script is loaded, since
+      Redis certainly did not run them.
+    * Publishes are never retried otherwise: one that failed may have reached
+      Redis, and a retry could deliver it twice.
     * Every acceptance future is settled, at the latest by :meth:`fail_all`.
 """
 
@@ -13,23 +16,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.backends.base import BackendUnavailable, OutcomeUnknown
 from broker.backends.redis.client import IO_ERRORS
 from broker.backends.redis.errors import brief
+from broker.backends.redis.scripts import Script
 
-__all__ = ["Batch", "Publisher"]
+__all__ = ["Batch", "Command", "Publisher"]
 
 log = logging.getLogger("broker.redis")
 
 MAX_QUEUED = 100_000
 
-Batch = list[tuple[tuple[bytes, ...], "asyncio.Future[None] | None"]]
-"""Queued commands with their acceptance: PUBLISH has a future, membership
-records have none."""
+
+class Command(NamedTuple):
+    """One queued command and what to do with its reply."""
+
+    args: tuple[bytes | int, ...]
+    accepted: asyncio.Future[Any] | None
+    """Settled with the reply (through ``convert``) or the failure; None for
+    a command nobody waits for."""
+    convert: Callable[[Any], Any] | None = None
+    """Turns the reply into the future's result (None: the result is None)."""
+    script: Script | None = None
+    """The script an EVALSHA calls, to load it again after NOSCRIPT."""
+
+
+Batch = list[Command]
 
 
 class Publisher:
@@ -49,17 +68,25 @@ class Publisher:
         self.sent = 0
         self.failures = 0
 
-    def enqueue(self, command: tuple[bytes, ...], accepted: asyncio.Future[None] | None) -> None:
-        """Queue ``command``; ``accepted`` (if any) settles with its fate.
+    def enqueue(
+        self,
+        args: tuple[bytes | int, ...],
+        accepted: asyncio.Future[Any] | None,
+        convert: Callable[[Any], Any] | None = None,
+        script: Script | None = None,
+    ) -> None:
+        """Queue a command; ``accepted`` (if any) settles with its fate: its
+        reply through ``convert``, or the failure. ``script``: the script an
+        EVALSHA in ``args`` calls.
 
         While Redis is stalled the queue grows with every say; past
         ``MAX_QUEUED`` a publish fails at once with BackendUnavailable.
         """
         if len(self._queue) >= MAX_QUEUED:
             self.failures += 1
-            _settle([(command, accepted)], BackendUnavailable("too many publishes waiting"))
+            _fail(accepted, BackendUnavailable("too many publishes waiting"))
             return
-        self._queue.append((command, accepted))
+        self._queue.append(Command(args, accepted, convert, script))
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -89,13 +116,41 @@ class Publisher:
         _settle(batch, error)
 
     async def _send(self, batch: Batch) -> None:
+        replies = await self._execute(batch, ())
+        if replies is None:
+            return
+        forgotten = [
+            (command, reply)
+            for command, reply in zip(batch, replies, strict=True)
+            if isinstance(reply, NoScriptError) and command.script is not None
+        ]
+        if forgotten:
+            await self._send_again([command for command, _ in forgotten])
+        for command, reply in zip(batch, replies, strict=True):
+            if not (isinstance(reply, NoScriptError) and command.script is not None):
+                self._settle_reply(command, reply)
+
+    async def _send_again(self, batch: Batch) -> None:
+        # Redis ran none of them (NOSCRIPT): load the scripts and send them
+        # again, in their order, in one pipeline behind the SCRIPT LOADs.
+        scripts = {command.script.sha: command.script for command in batch if command.script}
+        log.info("redis forgot %d script(s); loading them again", len(scripts))
+        loads = tuple(scripts.values())
+        replies = await self._execute(batch, loads)
+        if replies is not None:
+            for command, reply in zip(batch, replies[len(loads) :], strict=True):
+                self._settle_reply(command, reply)
+
+    async def _execute(self, batch: Batch, loads: Sequence[Script]) -> list[Any] | None:
         pipe = self.client.pipeline(transaction=False)
-        for command, _ in batch:
-            pipe.execute_command(*command)
+        for script in loads:
+            pipe.execute_command(b"SCRIPT", b"LOAD", script.source)
+        for command in batch:
+            pipe.execute_command(*command.args)
         try:
             # Each command answers for itself: a refused HSET (OOM, READONLY)
-            # must not fail the PUBLISHes beside it, which Redis did deliver.
-            replies = await pipe.execute(raise_on_error=False)
+            # must not fail the publishes beside it, which Redis did deliver.
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
         except IO_ERRORS as exc:
             self.up = False
             self.failures += len(batch)
@@ -106,17 +161,28 @@ class Publisher:
             else:
                 # Written, then no answer: Redis may run it when it recovers.
                 error = OutcomeUnknown(f"Redis did not confirm the publish: {brief(exc)}")
-            _settle(batch, error)
-            return
+            for command in batch:
+                _fail(command.accepted, error)
+            return None
         self.up = True
-        self.sent += len(batch)
-        for (command, accepted), reply in zip(batch, replies, strict=True):
-            if isinstance(reply, Exception):
-                self.failures += 1
-                log.warning("redis refused %s: %s", command[0].decode(), brief(reply))
-                _settle([(command, accepted)], BackendUnavailable(f"Redis refused it: {reply}"))
-            else:
-                _settle([(command, accepted)], None)
+        return replies
+
+    def _settle_reply(self, command: Command, reply: Any) -> None:
+        if isinstance(reply, Exception):
+            self.failures += 1
+            log.warning("redis refused %s: %s", _name(command), brief(reply))
+            _fail(command.accepted, BackendUnavailable(f"Redis refused it: {reply}"))
+            return
+        self.sent += 1
+        accepted = command.accepted
+        if accepted is not None and not accepted.done():
+            convert = command.convert
+            accepted.set_result(None if convert is None else convert(reply))
+
+
+def _name(command: Command) -> str:
+    first = command.args[0]
+    return first.decode() if isinstance(first, bytes) else str(first)
 
 
 def _never_sent(exc: BaseException) -> bool:
@@ -129,11 +195,11 @@ def _never_sent(exc: BaseException) -> bool:
     return not timed_out or "connecting to" in str(exc)
 
 
-def _settle(batch: Batch, error: Exception | None) -> None:
-    for _, accepted in batch:
-        if accepted is None or accepted.done():
-            continue
-        if error is None:
-            accepted.set_result(None)
-        else:
-            accepted.set_exception(error)
+def _settle(batch: Batch, error: Exception) -> None:
+    for command in batch:
+        _fail(command.accepted, error)
+
+
+def _fail(accepted: asyncio.Future[Any] | None, error: Exception) -> None:
+    if accepted is not None and not accepted.done():
+        accepted.set_exception(error)

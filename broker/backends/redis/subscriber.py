@@ -1,9 +1,19 @@
-"""The subscriber connection: room subscriptions, the batched reader, and the
-rebuild after any failure.
+"""The subscriber connection: room subscriptions (sharded pub/sub:
+SSUBSCRIBE), the batched reader, and the rebuild after any failure.
 
 Invariants:
     * ``rooms`` is the set of rooms the node wants; every connection this
-      module opens subscribes exactly those, plus the node's own channel.
+      module opens subscribes exactly those, plus the node's own channel,
+      last: its confirmation proves every room before it subscribed.
+    * After an interruption (a reconnect, or a rebuild the canary asked for),
+      ``resubscribed`` is called exactly once per new connection, when Redis
+      confirmed the node channel's subscription: from then on every publish
+      reaches this node, so what the node then reads from history joins the
+      live traffic without a gap (docs/HISTORY-PRESENCE.md, "No lost
+      messages inside the cluster").
+    * Every publish on a room channel is delivered, this node's own too
+      (the Backend contract: members get what comes back, in the store's
+      order).
     * The subscriber owns its tasks (the reader, unsubscribes); the reader
       is the one that reconnects after a failure, and :meth:`Subscriber.rebuild`
       (the canary's request) stops it before replacing the connection.
@@ -28,7 +38,7 @@ from redis.asyncio.client import PubSub
 from broker.backends.base import BackendUnavailable, DeliverBatch, Delivery
 from broker.backends.redis.client import IO_ERRORS, ClientFactory, aclose_pubsub
 from broker.backends.redis.confirmations import Confirmations
-from broker.backends.redis.envelope import node_channel, room_prefix, unpack
+from broker.backends.redis.envelope import RoomKeys, node_channel, room_of, unpack
 from broker.backends.redis.errors import brief, subscription_lost
 
 __all__ = ["Subscriber"]
@@ -44,12 +54,14 @@ class Subscriber:
 
     Args:
         connect: makes a new client.
-        node: this node's id (its own publishes are not delivered back).
+        node: this node's id (names its canary channel).
         namespace: prefix of every channel name.
         deliver: receives what arrived together, never awaiting.
         canary_back: receives the data of each message on the node channel.
         opened: called after every (re)subscription, before reading from it.
         subscribe_timeout: seconds a subscription may take.
+        resubscribed: called once a subscription that replaced an
+            interrupted one is whole.
     """
 
     def __init__(
@@ -61,11 +73,14 @@ class Subscriber:
         canary_back: Callable[[bytes], None],
         opened: Callable[[], None],
         subscribe_timeout: float = 5.0,
+        resubscribed: Callable[[], None] = lambda: None,
     ) -> None:
         self._connect = connect
-        self._node = node
-        self._room_prefix = room_prefix(namespace)
+        self._namespace = namespace
         self.node_channel = node_channel(namespace, node)
+        self._resubscribed = resubscribed
+        self._interrupted = False  # set until a replacement is confirmed whole
+        self._whole_again = False  # confirmed whole: call resubscribed
         self._deliver = deliver
         self._canary_back = canary_back
         self._opened = opened
@@ -114,6 +129,7 @@ class Subscriber:
             return
         reader.cancel()
         await asyncio.wait([reader])
+        self._interrupted = True
         await self._drop()
         if not self._closing:
             self._reader = self._spawn(self._read_loop(), "redis-reader")
@@ -124,7 +140,7 @@ class Subscriber:
         try:
             async with self._lock:
                 channels = [self._channel(room) for room in self.rooms]
-                await pubsub.subscribe(self.node_channel, *channels)
+                await pubsub.ssubscribe(*channels, self.node_channel)
         except BaseException:
             await aclose_pubsub(pubsub)
             await client.aclose()
@@ -148,6 +164,7 @@ class Subscriber:
                 await client.aclose()
 
     async def _reopen(self) -> None:
+        self._interrupted = True
         await self._drop()
         while not self._closing:
             # Full jitter, so that many nodes do not reconnect in step. The
@@ -186,7 +203,7 @@ class Subscriber:
                 # resolves this future.
                 pubsub = self._pubsub
                 if self.up and pubsub is not None:
-                    await pubsub.subscribe(channel)
+                    await pubsub.ssubscribe(channel)
             await asyncio.wait_for(asyncio.shield(confirmed), self._subscribe_timeout)
         except IO_ERRORS as exc:
             self._confirmations.forget(channel, confirmed)
@@ -205,7 +222,7 @@ class Subscriber:
         try:
             async with self._lock:
                 if room not in self.rooms and pubsub is self._pubsub:
-                    await pubsub.unsubscribe(self._channel(room))
+                    await pubsub.sunsubscribe(self._channel(room))
         except IO_ERRORS as exc:
             # The reader notices the broken connection and the rebuilt
             # subscriber leaves this room out.
@@ -218,7 +235,7 @@ class Subscriber:
         return task
 
     def _channel(self, room: str) -> bytes:
-        return self._room_prefix + room.encode()
+        return RoomKeys.of(self._namespace, room).channel
 
     # --- reading -------------------------------------------------------------
 
@@ -243,6 +260,12 @@ class Subscriber:
                 except Exception:
                     # This task owns reconnects: it must outlive a fan-out bug.
                     log.exception("delivering a batch of %d failed", len(batch))
+            if self._whole_again:
+                self._whole_again = False
+                try:
+                    self._resubscribed()
+                except Exception:
+                    log.exception("the resubscribed hook failed")
             if failure is not None:
                 if self._closing:
                     return
@@ -265,13 +288,17 @@ class Subscriber:
     def _handle(self, message: dict[str, Any], batch: list[Delivery]) -> None:
         kind = message["type"]
         channel: bytes = message["channel"]
-        if kind == "message":
+        if kind == "smessage":
             if channel == self.node_channel:
                 self._canary_back(message["data"])
                 return
-            fields = unpack(message["data"], skip=self._node)
-            if fields is not None:
-                room = channel[len(self._room_prefix) :].decode()
-                batch.append(Delivery(room, *fields))
-        elif kind == "subscribe":
+            room = room_of(self._namespace, channel)
+            if room is None:
+                raise ValueError("not a room channel")
+            batch.append(Delivery(room, *unpack(message["data"])))
+        elif kind == "ssubscribe":
             self._confirmations.confirm(channel)
+            if channel == self.node_channel and self._interrupted:
+                # Called once the batch read with it is delivered (_read_loop).
+                self._interrupted = False
+                self._whole_again = True

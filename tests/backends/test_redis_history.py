@@ -1,0 +1,403 @@
+"""Positions and history on a real redis-server (docs/HISTORY-PRESENCE.md,
+"Positions", "Options", "No lost messages inside the cluster"): the publish
+script's semantics, history reads, epoch rotation, delivery back to the
+publisher, and ``resubscribed`` after an interrupted subscription.
+
+A real server only: fakeredis runs no Lua without ``lupa``. Expiry is shown
+by the TTLs the script sets, and "expired" by deleting the key, so no test
+waits for time to pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import pytest
+import redis.asyncio as aioredis
+
+from broker.backends import BackendUnavailable, Delivery
+from broker.backends.base import Membership, Position, PresenceHooks
+from broker.backends.redis import RedisBackend, redis_client_factory
+from broker.backends.redis.envelope import RoomKeys
+from protocol import with_position
+from tests.security.test_redis_acl import USER, rule_for
+from tests.support.processes import RedisServer
+
+pytestmark = pytest.mark.redis
+
+SIZE = 5
+TTL = 30.0
+META_TTL = 300.0
+
+
+def frame(body: str) -> bytes:
+    """A ``message`` frame without a position, as the node encodes it."""
+    return b'{"type":"message","room":"lobby","from":"s-1","body":"%s"}' % body.encode()
+
+
+class Node:
+    """One node's backend, what it delivered, and its ``resubscribed`` calls."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+        self.received: list[Delivery] = []
+        self.resubscribed = 0
+        self._changed = asyncio.Event()
+
+    def deliver(self, batch: Sequence[Delivery]) -> None:
+        self.received.extend(batch)
+        self._changed.set()
+
+    def on_resubscribed(self) -> None:
+        self.resubscribed += 1
+        self._changed.set()
+
+    def hooks(self) -> PresenceHooks:
+        return PresenceHooks(self._ignore, self._ignore, self.on_resubscribed)
+
+    @staticmethod
+    def _ignore(memberships: Sequence[Membership]) -> None:
+        """Crash recovery is not under test here."""
+
+    async def until(self, done: Callable[[], object], timeout: float = 10.0) -> None:
+        """Wait until ``done()`` is true; checked after every callback."""
+        async with asyncio.timeout(timeout):
+            while not done():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+NodeFactory = Callable[..., Awaitable[Node]]
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A plain client of the test's own redis-server, to look at the keys."""
+    client = redis_client_factory(redis_server.url)()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def node_of(redis_server: RedisServer) -> AsyncIterator[NodeFactory]:
+    """``await node_of(**options)``: a started node on the test's redis-server."""
+    started: list[Node] = []
+
+    async def start(**options: float) -> Node:
+        settings: dict[str, float] = {
+            "history_size": SIZE,
+            "history_ttl": TTL,
+            "history_meta_ttl": META_TTL,
+            "canary_interval": 0.2,
+            "canary_timeout": 1.0,
+        }
+        settings.update(options)
+        backend = RedisBackend(
+            redis_client_factory(redis_server.url),
+            node=f"n-{len(started)}",
+            namespace="t",
+            **settings,  # type: ignore[arg-type]
+        )
+        node = Node(backend)
+        await backend.start(node.deliver, node.hooks())
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        await node.backend.close()
+
+
+@pytest.fixture
+async def node(node_of: NodeFactory) -> Node:
+    return await node_of()
+
+
+async def say(node: Node, room: str, body: str) -> Position | None:
+    return await node.backend.publish(room, "s-1", frame(body), 1.5)
+
+
+# --- the publish script --------------------------------------------------------
+
+
+async def test_offsets_go_1_2_3_in_each_room_in_one_epoch(node: Node) -> None:
+    lobby = [await say(node, "lobby", str(i)) for i in range(3)]
+    other = await say(node, "other", "x")
+
+    assert [p.offset for p in lobby if p] == [1, 2, 3]
+    assert len({p.epoch for p in lobby if p}) == 1
+    assert other is not None and other.offset == 1
+    assert lobby[0] is not None and other.epoch != lobby[0].epoch
+
+
+async def test_the_frame_carries_exactly_the_bytes_of_with_position(node: Node) -> None:
+    await node.backend.subscribe("lobby")
+
+    position = await say(node, "lobby", "hi")
+
+    assert position is not None
+    expected = with_position(frame("hi"), position.offset, position.epoch)
+    await node.until(lambda: node.received)
+    assert node.received == [Delivery("lobby", "s-1", expected, 1.5, 1, position.epoch)]
+    read = await node.backend.read_history("lobby")
+    assert read.messages == [(1, expected)]
+
+
+async def test_a_publish_is_delivered_back_to_the_publishing_node_in_offset_order(
+    node_of: NodeFactory,
+) -> None:
+    publisher, listener = await node_of(), await node_of()
+    for each in (publisher, listener):
+        await each.backend.subscribe("lobby")
+
+    for i in range(20):
+        publisher.backend.publish("lobby", "s-1", frame(str(i)))
+    await say(publisher, "lobby", "last")
+
+    for each in (publisher, listener):
+        await each.until(lambda each=each: len(each.received) == 21)  # type: ignore[misc]
+        assert [d.offset for d in each.received] == list(range(1, 22))
+
+
+async def test_history_holds_exactly_the_last_history_size_messages(
+    node: Node, redis: aioredis.Redis
+) -> None:
+    for i in range(SIZE + 3):
+        await say(node, "lobby", str(i))
+
+    assert await redis.llen(RoomKeys.of("t", "lobby").history) == SIZE
+    read = await node.backend.read_history("lobby")
+    assert [offset for offset, _ in read.messages] == list(range(4, SIZE + 4))
+    assert read.offset == SIZE + 3
+
+
+async def test_history_expires_ttl_and_the_position_meta_ttl_after_the_last_message(
+    node: Node, redis: aioredis.Redis
+) -> None:
+    await say(node, "lobby", "a")
+    keys = RoomKeys.of("t", "lobby")
+
+    history_ttl, position_ttl = await redis.pttl(keys.history), await redis.pttl(keys.position)
+
+    assert TTL * 1000 - 5000 < history_ttl <= TTL * 1000
+    assert META_TTL * 1000 - 5000 < position_ttl <= META_TTL * 1000
+
+
+async def test_the_epoch_outlives_expired_messages_within_the_meta_ttl(
+    node: Node, redis: aioredis.Redis
+) -> None:
+    first = await say(node, "lobby", "a")
+    await redis.delete(RoomKeys.of("t", "lobby").history)  # the history expired
+
+    later = await say(node, "lobby", "b")
+
+    assert first is not None and later == Position(2, first.epoch)
+    read = await node.backend.read_history("lobby")
+    assert [offset for offset, _ in read.messages] == [2]
+
+
+async def test_a_new_epoch_starts_at_1_once_the_position_expired(
+    node: Node, redis: aioredis.Redis
+) -> None:
+    first = await say(node, "lobby", "a")
+    await redis.delete(RoomKeys.of("t", "lobby").position)  # the position expired
+
+    later = await say(node, "lobby", "b")
+
+    assert first is not None and later is not None
+    assert later.offset == 1 and later.epoch != first.epoch
+    read = await node.backend.read_history("lobby")
+    assert [offset for offset, _ in read.messages] == [1]
+
+
+async def test_a_new_epoch_starts_at_1_after_flushall(node: Node, redis: aioredis.Redis) -> None:
+    first = await say(node, "lobby", "a")
+    await redis.flushall()
+
+    later = await say(node, "lobby", "b")
+
+    assert first is not None and later is not None
+    assert later.offset == 1 and later.epoch != first.epoch
+
+
+async def test_a_publish_after_script_flush_loads_the_script_again(
+    node: Node, redis: aioredis.Redis
+) -> None:
+    await say(node, "lobby", "a")
+    await redis.script_flush()
+
+    batch = [node.backend.publish("lobby", "s-1", frame(str(i))) for i in range(3)]
+
+    positions = await asyncio.gather(*batch)
+    assert [p.offset for p in positions if p] == [2, 3, 4]
+
+
+async def test_an_announcement_gets_no_position_and_touches_no_key(
+    node: Node, redis: aioredis.Redis
+) -> None:
+    await node.backend.subscribe("lobby")
+
+    position = await node.backend.publish("lobby", "s-1", b'{"type":"joined"}', history=False)
+
+    assert position is None
+    await node.until(lambda: node.received)
+    assert (node.received[0].offset, node.received[0].epoch) == (0, "")
+    assert await redis.exists(*RoomKeys.of("t", "lobby")[:2]) == 0
+
+
+async def test_without_history_a_message_gets_no_position(
+    node_of: NodeFactory, redis: aioredis.Redis
+) -> None:
+    node = await node_of(history_size=0)
+    await node.backend.subscribe("lobby")
+
+    assert node.backend.history_size == 0
+    assert await say(node, "lobby", "a") is None
+    await node.until(lambda: node.received)
+    assert node.received[0].payload == frame("a")
+    assert await redis.exists(*RoomKeys.of("t", "lobby")[:2]) == 0
+
+
+async def test_a_message_redis_did_not_take_fails_with_backend_unavailable(
+    node: Node, redis_server: RedisServer
+) -> None:
+    redis_server.kill()
+
+    with pytest.raises(BackendUnavailable):
+        await asyncio.wait_for(say(node, "lobby", "lost"), 10)
+
+
+# --- read_history and rotate_epoch -------------------------------------------------
+
+
+async def test_a_first_read_creates_the_position_that_the_next_message_continues(
+    node: Node,
+) -> None:
+    read = await node.backend.read_history("lobby")
+
+    position = await say(node, "lobby", "a")
+
+    assert read.offset == 0 and read.messages == [] and read.epoch
+    assert position == Position(1, read.epoch)
+
+
+@pytest.mark.parametrize(
+    ("after", "before", "limit", "offsets"),
+    [
+        (0, None, None, [4, 5, 6, 7, 8]),
+        (5, None, None, [6, 7, 8]),
+        (0, 7, None, [4, 5, 6]),
+        (0, None, 2, [7, 8]),
+        (0, 7, 2, [5, 6]),
+        (4, 7, 10, [5, 6]),
+        (8, None, None, []),
+        (0, 4, None, []),
+        (0, None, 0, []),
+    ],
+)
+async def test_read_history_keeps_after_before_and_the_newest_limit(
+    node: Node, after: int, before: int | None, limit: int | None, offsets: list[int]
+) -> None:
+    for i in range(8):
+        await say(node, "lobby", str(i))
+
+    read = await node.backend.read_history("lobby", after, before, limit)
+
+    assert [offset for offset, _ in read.messages] == offsets
+    assert read.offset == 8
+    assert all(
+        payload == with_position(frame(str(offset - 1)), offset, read.epoch)
+        for offset, payload in read.messages
+    )
+
+
+async def test_rotate_epoch_drops_the_history_of_the_stale_epoch(node: Node) -> None:
+    first = await say(node, "lobby", "a")
+    assert first is not None
+
+    await node.backend.rotate_epoch("lobby", first.epoch)
+
+    later = await say(node, "lobby", "b")
+    assert later is not None and later.offset == 1 and later.epoch != first.epoch
+    assert [offset for offset, _ in (await node.backend.read_history("lobby")).messages] == [1]
+
+
+async def test_rotate_epoch_keeps_a_room_already_in_another_epoch(node: Node) -> None:
+    first = await say(node, "lobby", "a")
+
+    await node.backend.rotate_epoch("lobby", "e-not-this-one")
+
+    assert first is not None
+    assert await say(node, "lobby", "b") == Position(2, first.epoch)
+
+
+async def test_history_reads_fail_with_backend_unavailable_when_redis_is_away(
+    node: Node, redis_server: RedisServer
+) -> None:
+    redis_server.kill()
+
+    with pytest.raises(BackendUnavailable):
+        await node.backend.read_history("lobby")
+    with pytest.raises(BackendUnavailable):
+        await node.backend.rotate_epoch("lobby", "e-1")
+
+
+# --- resubscribed ------------------------------------------------------------------
+
+
+async def test_resubscribed_once_the_rooms_are_back_after_client_kill_type_pubsub(
+    node_of: NodeFactory, redis_server: RedisServer
+) -> None:
+    listener, publisher = await node_of(), await node_of()
+    await listener.backend.subscribe("lobby")
+
+    redis_server.cli("CLIENT", "KILL", "TYPE", "pubsub")
+
+    await listener.until(lambda: listener.resubscribed == 1)
+    await say(publisher, "lobby", "after")
+    await listener.until(lambda: listener.received)
+    assert listener.resubscribed == 1
+
+
+async def test_resubscribed_once_after_a_deaf_subscription_is_rebuilt(node: Node) -> None:
+    await node.backend.subscribe("lobby")
+    subscriber = node.backend._subscriber
+    assert subscriber is not None
+    heard = subscriber._canary_back
+    # Deaf: the subscription stays open but its canaries are not heard, so
+    # the canary asks for a rebuild (a real deaf connection cannot be made
+    # on demand: Redis either delivers or closes).
+    subscriber._canary_back = lambda data: None
+
+    await node.until(lambda: node.backend.stats()["canary_misses"] >= 1)
+    subscriber._canary_back = heard
+
+    await node.until(lambda: node.resubscribed >= 1)
+    assert node.resubscribed == 1
+
+
+# --- least privilege ---------------------------------------------------------------
+
+
+async def test_the_readmes_acl_user_may_do_everything_history_needs(
+    redis_server: RedisServer,
+) -> None:
+    password = "history-acl-password-1234"
+    assert redis_server.cli(*rule_for(password).split()) == "OK"
+    url = f"redis://{USER}:{password}@127.0.0.1:{redis_server.port}/0"
+    node = Node(RedisBackend(redis_client_factory(url), node="n-acl", history_size=SIZE))
+    await node.backend.start(node.deliver, node.hooks())
+    try:
+        await node.backend.subscribe("lobby")
+        await node.backend.read_history("lobby")
+        await say(node, "lobby", "a")
+        await node.backend.publish("lobby", "s-1", b'{"type":"joined"}', history=False)
+        await node.until(lambda: len(node.received) == 2)
+        await node.backend.read_history("lobby", 0, 5, 1)
+        await node.backend.rotate_epoch("lobby", "e-1")
+        node.backend.unsubscribe("lobby")
+        assert node.backend.healthy()
+    finally:
+        await node.backend.close()
+    assert redis_server.cli("ACL", "LOG") == ""
