@@ -15,9 +15,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from broker.bench.outcome import Progress
     from broker.bench.params import SCENARIOS, BenchParams, Scenario
     from broker.bench.processes import Children
-    from broker.bench.runner import Progress, run_bench
+    from broker.bench.runner import run_bench
 
 __all__ = ["SCENARIOS", "BenchParams", "Children", "Progress", "Scenario", "run_bench"]
 
@@ -26,7 +27,7 @@ _HOMES = {
     "BenchParams": "broker.bench.params",
     "Scenario": "broker.bench.params",
     "Children": "broker.bench.processes",
-    "Progress": "broker.bench.runner",
+    "Progress": "broker.bench.outcome",
     "run_bench": "broker.bench.runner",
 }
 

@@ -8,6 +8,14 @@ Definitions (the README's "Benchmarks" section says the same):
       offered deliveries/s (a broker that falls behind stretches the window).
     * server CPU µs per delivery = CPU time of the server processes between
       ``Go`` and the last report, divided by the deliveries.
+    * Redis CPU µs per say = CPU time of redis-server over the same span,
+      divided by the says (subscribers present: it includes sending each
+      message to every subscribed node); brokers + Redis CPU µs per delivery
+      = both CPU times together, divided by the deliveries.
+    * recovery: the time to recovered is from the SIGKILL of the clients'
+      node to each recovered ``ok``; ``recovery_s`` to the last one. CPU is
+      that of the surviving nodes and of redis-server from the kill to the
+      last report.
 """
 
 from __future__ import annotations
@@ -15,9 +23,16 @@ from __future__ import annotations
 from typing import Any
 
 from broker.bench.histogram import Histogram
-from broker.bench.messages import Connected, Result
+from broker.bench.messages import Connected, Dropped, Recovered, Result
+from broker.bench.params import BenchParams
 
-__all__ = ["HELD_FRACTION", "connect_metrics", "delivery_metrics", "latency_summary"]
+__all__ = [
+    "HELD_FRACTION",
+    "connect_metrics",
+    "delivery_metrics",
+    "latency_summary",
+    "recovery_metrics",
+]
 
 HELD_FRACTION = 0.95
 
@@ -46,13 +61,20 @@ def _per_second(count: float, seconds: float) -> float | None:
     return round(count / seconds, 1) if seconds > 0 else None
 
 
+def _per(seconds: float | None, count: int, digits: int) -> float | None:
+    """``seconds`` in µs per one of ``count``, or None without a reading or a count."""
+    return round(seconds * 1e6 / count, digits) if seconds is not None and count else None
+
+
 def delivery_metrics(
     results: list[Result],
     server_cpu_s: float | None,
     offered_says: float | None,
     offered_deliveries: float | None,
+    redis_cpu_s: float | None = None,
 ) -> dict[str, Any]:
-    """The metrics of a ``fanout`` or ``chat`` run."""
+    """The metrics of a ``fanout`` or ``chat`` run (``redis_cpu_s``: of the
+    redis-server whose PID the run knows, if any)."""
     delivered = sum(r.delivered for r in results)
     says = sum(r.says for r in results)
     errors: dict[str, int] = {}
@@ -83,6 +105,10 @@ def delivery_metrics(
         "duplicates": sum(r.duplicates for r in results),
         "out_of_order": sum(r.out_of_order for r in results),
         "unexpected": sum(r.unexpected for r in results),
+        "offset_gaps": sum(r.offset_gaps for r in results),
+        "offset_backwards": sum(r.offset_backwards for r in results),
+        "epoch_changes": sum(r.epoch_changes for r in results),
+        "joins_with_position": sum(r.joins_with_position for r in results),
         "errors": errors,
         "closed_connections": sum(r.closed for r in results),
         "says": says,
@@ -96,10 +122,15 @@ def delivery_metrics(
         "rate_held": held,
         "max_publisher_lag_ms": round(max((r.max_lag_ms for r in results), default=0.0), 3),
         "server_cpu_s": round(server_cpu_s, 3) if server_cpu_s is not None else None,
-        "server_cpu_us_per_delivery": (
-            round(server_cpu_s * 1e6 / delivered, 3)
-            if server_cpu_s is not None and delivered
-            else None
+        "server_cpu_us_per_delivery": _per(server_cpu_s, delivered, 3),
+        "redis_cpu_s": round(redis_cpu_s, 3) if redis_cpu_s is not None else None,
+        "redis_cpu_us_per_say": _per(redis_cpu_s, says, 3),
+        "total_cpu_us_per_delivery": _per(
+            server_cpu_s + redis_cpu_s
+            if server_cpu_s is not None and redis_cpu_s is not None
+            else None,
+            delivered,
+            3,
         ),
     }
 
@@ -122,4 +153,44 @@ def connect_metrics(connected: list[Connected], server_cpu_s: float | None) -> d
         "server_cpu_us_per_connection": (
             round(server_cpu_s * 1e6 / joined, 1) if server_cpu_s is not None and joined else None
         ),
+    }
+
+
+def _span_s(start_ns: int, end_ns: int) -> float | None:
+    return round((end_ns - start_ns) / 1e9, 4) if end_ns > start_ns else None
+
+
+def recovery_metrics(
+    params: BenchParams,
+    kill_ns: int,
+    gap_said_ns: int,
+    dropped: list[Dropped],
+    recovered: list[Recovered],
+    server_cpu_s: float | None,
+    redis_cpu_s: float | None,
+) -> dict[str, Any]:
+    """The metrics of a ``recovery`` run."""
+    hist = _merged([(r.hist, r.hist_total, r.hist_max) for r in recovered])
+    last_ok = max((r.last_ns for r in recovered), default=0)
+    first_rejoin = min((r.first_ns for r in recovered), default=0)
+    count = sum(r.recovered for r in recovered)
+    return {
+        "clients": params.connections,
+        "rooms": params.rooms,
+        "gap": params.gap,
+        "dropped": sum(d.closed for d in dropped),
+        "recovered": count,
+        "not_recovered": sum(r.not_recovered for r in recovered),
+        "wrong": sum(r.wrong for r in recovered),
+        "failed": sum(r.failed for r in recovered),
+        "replayed": sum(r.replayed for r in recovered),
+        # Every client stood at its room's position when the node was killed.
+        "expected_replayed": params.connections * params.gap,
+        "recovery_s": _span_s(kill_ns, last_ok),
+        "time_to_recovered_us": latency_summary(hist),
+        "gap_said_s": _span_s(kill_ns, gap_said_ns),
+        "rejoin_s": _span_s(first_rejoin, last_ok),
+        "server_cpu_s": round(server_cpu_s, 3) if server_cpu_s is not None else None,
+        "server_cpu_us_per_recovery": _per(server_cpu_s, count, 1),
+        "redis_cpu_s": round(redis_cpu_s, 3) if redis_cpu_s is not None else None,
     }

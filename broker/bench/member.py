@@ -10,6 +10,11 @@ stream to a set of seen numbers, which tells duplicates from late
 (out-of-order) arrivals. Missing messages are what is expected minus the
 distinct messages seen.
 
+Positions (docs/HISTORY-PRESENCE.md, "Positions"): when the room keeps
+history, each member also checks the offsets (:mod:`broker.bench.positions`):
+every offset after its join position arrives once and in order, or was given
+to one of its own says. In order, that is one comparison per message too.
+
 Invariants:
     * ``Tally.pending`` is the number of distinct messages still expected by
       this worker's members; ``Tally.done`` is set when it reaches 0.
@@ -26,11 +31,14 @@ import msgspec
 import protocol
 from broker.bench.histogram import Histogram
 from broker.bench.messages import WARM_UP_SEQ
+from broker.bench.positions import OffsetCheck
 from broker.bench.wsclient import WsClient, open_client
 
-__all__ = ["Delivery", "Member", "SayReplies", "Tally"]
+__all__ = ["WARM_UP_REF", "Delivery", "Member", "SayReplies", "Tally"]
 
 _JOIN_REF = "join"
+WARM_UP_REF = "warm"
+"""The ``ref`` of a publisher's warm-up say: its ``ok`` tells the offset it got."""
 
 
 class _Body(msgspec.Struct):
@@ -65,6 +73,7 @@ _ServerFrame = (
     | protocol.Joined
     | protocol.Left
     | protocol.Pong
+    | protocol.HistoryReply
 )
 _batch_decoder: msgspec.json.Decoder[list[_ServerFrame]] = msgspec.json.Decoder(list[_ServerFrame])
 _frame_decoder: msgspec.json.Decoder[_ServerFrame] = msgspec.json.Decoder(_ServerFrame)
@@ -92,6 +101,7 @@ class Tally:
         self.out_of_order = 0
         self.unexpected = 0
         self.closed = 0
+        self.joins_with_position = 0
         self.errors: dict[str, int] = {}
         self.first_recv_ns = 0
         self.last_recv_ns = 0
@@ -153,6 +163,7 @@ class Member:
         self.messages = messages
         self.tally = tally
         self.streams = {pub: _Stream() for pub in publishers}
+        self.offsets = OffsetCheck()
         self.publisher: SayReplies | None = None
         self.client: WsClient | None = None
         self.closing = False
@@ -203,8 +214,15 @@ class Member:
         counts = hist.counts
         new = total = 0
         top = hist.max
+        offsets = self.offsets
         for frame in frames:
             if type(frame) is Delivery:
+                offset = frame.offset
+                if type(offset) is int:
+                    if offset == offsets.last + 1:
+                        offsets.last = offset
+                    else:
+                        offsets.jump(offset, frame.epoch)
                 body = frame.body
                 stream = streams.get(body.p)
                 seq = body.s
@@ -284,11 +302,17 @@ class Member:
 
     def _control(self, frame: _ServerFrame) -> None:
         match frame:
-            case protocol.Ok(ref=ref):
+            case protocol.Ok(ref=ref, offset=offset, epoch=epoch):
                 if ref == _JOIN_REF:
                     if not self._joined.done():
                         self._joined.set_result(None)
-                elif isinstance(ref, int) and self.publisher is not None:
+                    if isinstance(offset, int) and isinstance(epoch, str):
+                        self.tally.joins_with_position += 1
+                        self.offsets.joined(offset, epoch)
+                    return
+                if isinstance(offset, int) and isinstance(epoch, str):
+                    self.offsets.said(offset, epoch)
+                if isinstance(ref, int) and self.publisher is not None:
                     self.publisher.replied(None)
             case protocol.Error(ref=ref, code=code, message=message):
                 if ref == _JOIN_REF:
@@ -303,5 +327,7 @@ class Member:
                     self._welcome.set_result(None)
             case Delivery() | protocol.Joined() | protocol.Left() | protocol.Pong():
                 pass
+            case protocol.HistoryReply():
+                self.tally.unexpected += 1  # never asked for
             case _:
                 assert_never(frame)

@@ -16,6 +16,21 @@ The exchange, in order::
     Stop           ->
     Close          ->           (closes its connections and exits)
 
+In the ``recovery`` scenario (:mod:`broker.bench.recovery`) the worker gets a
+:class:`RecoverySetup` instead, and the exchange is::
+
+    RecoverySetup  ->
+                   <-           Loaded
+    Connect        ->           (joins every client on the node to be killed)
+                   <-           Connected
+    Await          ->           (every client reached its room's position)
+                   <-           Reached
+    Drop           ->           (the coordinator kills the node)
+                   <-           Dropped   (every connection is closed, or after a while)
+    Recover        ->           (every client rejoins on another node with since)
+                   <-           Recovered
+    Close          ->
+
 The body of every ``say`` is a :class:`Body`: the publisher, its sequence
 number and the send time on the system-wide monotonic clock, padded to the
 requested size.
@@ -27,17 +42,25 @@ import msgspec
 
 __all__ = [
     "WARM_UP_SEQ",
+    "Await",
     "Body",
     "Close",
     "Command",
     "ConnSpec",
     "Connect",
     "Connected",
+    "Drop",
+    "Dropped",
     "Go",
     "Loaded",
     "Published",
+    "Reached",
+    "Recover",
+    "Recovered",
+    "RecoverySetup",
     "Report",
     "Result",
+    "RoomPosition",
     "Setup",
     "Stop",
     "Warm",
@@ -133,7 +156,50 @@ class Close(_Command, tag="close"):
     """Close every connection and exit."""
 
 
-Command = Setup | Connect | Warm | Go | Stop | Close
+class RoomPosition(msgspec.Struct, array_like=True):
+    """A room's position: its last ``offset`` in ``epoch``."""
+
+    offset: int
+    epoch: str
+
+
+class RecoverySetup(_Command, tag="recovery_setup"):
+    """The clients of a ``recovery`` run (instead of :class:`Setup`).
+
+    Attributes:
+        conns: the clients it owns, each on the node to be killed.
+        concurrency: handshakes this worker has in flight at once.
+    """
+
+    conns: list[ConnSpec]
+    concurrency: int
+
+
+class Await(_Command, tag="await"):
+    """Wait until every client has reached its room's position in ``positions``."""
+
+    positions: dict[str, RoomPosition]
+
+
+class Drop(_Command, tag="drop"):
+    """Wait until every client's connection is closed (its node is being killed)."""
+
+
+class Recover(_Command, tag="recover"):
+    """Rejoin every client at ``url`` with ``since`` = its last position.
+
+    Attributes:
+        url: the surviving node's WebSocket URL.
+        kill_ns: when the node was killed (``time.monotonic_ns()``).
+        positions: each room's position now: the replay must end there.
+    """
+
+    url: str
+    kill_ns: int
+    positions: dict[str, RoomPosition]
+
+
+Command = Setup | Connect | Warm | Go | Stop | Close | RecoverySetup | Await | Drop | Recover
 
 
 # --- worker to coordinator --------------------------------------------------
@@ -193,6 +259,9 @@ class Result(_Report, tag="result"):
         expected: deliveries its members should get.
         delivered: distinct messages its members got.
         missing, duplicates, out_of_order, unexpected: anomalies; all 0 in a good run.
+        offset_gaps, offset_backwards, epoch_changes: anomalies of the rooms'
+            positions (:mod:`broker.bench.positions`); all 0 in a good run.
+        joins_with_position: joins whose ``ok`` carried a position (history on).
         closed: connections the server closed during the run.
         hist, hist_total, hist_max: end-to-end latency in µs.
         first_recv_ns, last_recv_ns: first and last delivery (0 if none).
@@ -208,6 +277,10 @@ class Result(_Report, tag="result"):
     duplicates: int
     out_of_order: int
     unexpected: int
+    offset_gaps: int
+    offset_backwards: int
+    epoch_changes: int
+    joins_with_position: int
     closed: int
     hist: dict[int, int]
     hist_total: int
@@ -225,4 +298,51 @@ class Result(_Report, tag="result"):
     wall_s: float
 
 
-Report = Loaded | Connected | Warmed | Published | Result
+class Reached(_Report, tag="reached"):
+    """Clients that had not reached their room's position in time (0 in a good run)."""
+
+    behind: int
+
+
+class Dropped(_Report, tag="dropped"):
+    """How many connections the kill closed, and how many were still open."""
+
+    closed: int
+    still_open: int
+
+
+class Recovered(_Report, tag="recovered"):
+    """What rejoining with ``since`` gave this worker's clients.
+
+    Attributes:
+        recovered: ``ok`` with ``recovered: true`` after exactly the missing
+            offsets, in order, ending at the room's position.
+        not_recovered: ``ok`` without ``recovered: true``.
+        wrong: ``recovered: true``, but the messages before the ``ok`` were
+            not exactly the missing offsets in order (or the ``ok`` was not at
+            the room's position).
+        failed: could not reconnect or rejoin (refused, error reply, timeout).
+        replayed: messages received before the ``ok`` s.
+        errors: the first few failures.
+        hist, hist_total, hist_max: time from the kill to each ``ok`` of a
+            recovered client, in µs.
+        first_ns: when the first client started rejoining.
+        last_ns: when the last ``ok`` of a recovered client arrived (0 if none).
+        cpu_s: the worker's CPU seconds spent rejoining.
+    """
+
+    recovered: int
+    not_recovered: int
+    wrong: int
+    failed: int
+    replayed: int
+    errors: list[str]
+    hist: dict[int, int]
+    hist_total: int
+    hist_max: int
+    first_ns: int
+    last_ns: int
+    cpu_s: float
+
+
+Report = Loaded | Connected | Warmed | Published | Result | Reached | Dropped | Recovered

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 __all__ = ["SCENARIOS", "BenchParams", "Scenario"]
 
-Scenario = Literal["fanout", "chat", "idle", "connect"]
-SCENARIOS: tuple[Scenario, ...] = ("fanout", "chat", "idle", "connect")
+Scenario = Literal["fanout", "chat", "idle", "connect", "recovery"]
+SCENARIOS: tuple[Scenario, ...] = ("fanout", "chat", "idle", "connect", "recovery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,8 @@ class BenchParams:
     spawn_redis: bool = False
     server_pids: tuple[int, ...] = ()
     server_args: str = ""
+    history_size: int | None = None
+    redis_pid: int | None = None
     compare: str | None = None
     # Load generator.
     clients_procs: int | None = None
@@ -46,9 +48,11 @@ class BenchParams:
     rooms: int = 100
     room_size: int = 10
     say_rate: float = 2.0
-    # idle, connect
+    # idle, connect, recovery
     connections: int = 1000
     seed: int = 1
+    # recovery
+    gap: int = 50
 
     def connection_count(self) -> int:
         """How many client connections the scenario opens."""
@@ -57,7 +61,7 @@ class BenchParams:
                 return self.members + 1
             case "chat":
                 return self.rooms * self.room_size
-            case "idle" | "connect":
+            case "idle" | "connect" | "recovery":
                 return self.connections
 
     def worker_count(self) -> int:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from broker.bench.messages import ConnSpec, Setup
+from broker.bench.messages import ConnSpec, RecoverySetup, Setup
 from broker.bench.params import BenchParams
 
-__all__ = ["Plan", "make_plan"]
+__all__ = ["Plan", "make_plan", "recovery_setups"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,18 @@ def make_plan(params: BenchParams, urls: tuple[str, ...]) -> Plan:
             return _rooms_of(params, urls, warm_up=True)
         case "connect":
             return _rooms_of(params, urls, warm_up=False)
+        case "recovery":
+            raise ValueError("recovery has a plan of its own: recovery_setups()")
+
+
+def recovery_setups(params: BenchParams, url: str) -> list[RecoverySetup]:
+    """Every client of ``recovery`` on the node at ``url`` (the one to be
+    killed), spread round-robin over ``params.rooms`` rooms and the workers."""
+    conns = [ConnSpec(url, f"bench-recovery-{i % params.rooms}") for i in range(params.connections)]
+    return [
+        RecoverySetup(conns=group, concurrency=params.connect_concurrency)
+        for group in _split(conns, params.worker_count())
+    ]
 
 
 def _setups(

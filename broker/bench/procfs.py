@@ -12,7 +12,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "process_tree", "rss_bytes", "tree_cpu_seconds", "tree_rss_bytes"]
+__all__ = [
+    "cpu_seconds",
+    "cpu_since",
+    "process_tree",
+    "rss_bytes",
+    "total_cpu_seconds",
+    "tree_cpu_seconds",
+    "tree_rss_bytes",
+]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -97,3 +105,22 @@ def tree_rss_bytes(pid: int) -> int:
         OSError: ``pid`` itself is gone.
     """
     return int(_sum_alive(process_tree(pid), rss_bytes))
+
+
+def total_cpu_seconds(pids: tuple[int, ...]) -> float | None:
+    """CPU seconds of every process tree in ``pids``; None when there are none.
+
+    Raises:
+        OSError: one of ``pids`` is gone.
+    """
+    return sum(tree_cpu_seconds(pid) for pid in pids) if pids else None
+
+
+def cpu_since(before: float | None, pids: tuple[int, ...]) -> float | None:
+    """CPU seconds ``pids`` used since :func:`total_cpu_seconds` read ``before``.
+
+    Raises:
+        OSError: one of ``pids`` is gone.
+    """
+    after = total_cpu_seconds(pids)
+    return after - before if after is not None and before is not None else None

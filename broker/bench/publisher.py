@@ -12,7 +12,7 @@ import time
 import msgspec
 
 import protocol
-from broker.bench.member import Member
+from broker.bench.member import WARM_UP_REF, Member
 from broker.bench.messages import WARM_UP_SEQ, Body
 
 __all__ = ["Publisher"]
@@ -64,9 +64,10 @@ class Publisher:
         member.publisher = self
 
     def say_warm_up(self) -> None:
-        """Say the warm-up message with a null ``ref``: it gets no ``ok``
-        (PROTOCOL.md, "Requests") and takes no place in the window."""
-        self._send(self._say(WARM_UP_SEQ, time.monotonic_ns(), ref=None))
+        """Say the warm-up message. It takes no place in the window; its
+        ``ok`` (ref :data:`~broker.bench.member.WARM_UP_REF`) only tells the
+        member the offset it got (docs/HISTORY-PRESENCE.md, "Positions")."""
+        self._send(self._say(WARM_UP_SEQ, time.monotonic_ns(), ref=WARM_UP_REF))
 
     async def run(self, start_ns: int) -> None:
         """Say every message, then wait for every reply (or the connection's end)."""
@@ -121,7 +122,7 @@ class Publisher:
         if self.member.client is not None:
             self.member.client.send_text(frame)
 
-    def _say(self, seq: int, stamp: int, ref: int | None) -> bytes:
+    def _say(self, seq: int, stamp: int, ref: int | str) -> bytes:
         """The ``say`` frame of message ``seq``, sent at ``stamp``."""
         body = msgspec.Raw(self._body(seq, stamp))
         return protocol.encode(protocol.Say(room=self.member.room, body=body, ref=ref))

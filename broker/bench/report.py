@@ -64,6 +64,20 @@ _DELIVERY_ROWS: list[Row] = [
         "same publisher; any of them fails the run",
     ),
     (
+        "offset gaps / backwards / epoch changes",
+        lambda m: f"{m['offset_gaps']} / {m['offset_backwards']} / {m['epoch_changes']}",
+        "with history on, each member checks the rooms' offsets: offsets after its join "
+        "position it never received (and that were not its own says') / messages whose offset "
+        "was not above the last one (a duplicate or a reordering) / times the epoch changed; "
+        "any of them fails the run",
+    ),
+    (
+        "positions (history on)",
+        lambda m: "yes" if m["joins_with_position"] else "no",
+        "yes when the joins' ok carried the room's position, so offsets were checked "
+        "(--history-size 0 turns history and positions off)",
+    ),
+    (
         "deliveries/s",
         lambda m: _num(m["deliveries_per_s"]),
         "deliveries divided by the measured window",
@@ -108,6 +122,27 @@ _DELIVERY_ROWS: list[Row] = [
         "from the first connection attempt to the last join ok (before the measured window)",
     ),
 ]
+
+_REDIS_ROWS: list[Row] = [
+    (
+        "Redis CPU µs per say",
+        lambda m: _num(m["redis_cpu_us_per_say"], 2),
+        "user + system CPU of redis-server (--spawn-redis, or --redis-pid) during the window, "
+        "divided by the says: the publish (and its history script) plus sending it to every "
+        "subscribed node",
+    ),
+    (
+        "brokers + Redis CPU µs per delivery",
+        lambda m: _num(m["total_cpu_us_per_delivery"], 2),
+        "the server processes' and redis-server's CPU together, divided by the deliveries",
+    ),
+    (
+        "Redis CPU s in the window",
+        lambda m: _num(m["redis_cpu_s"], 2),
+        "that redis-server CPU time, in seconds",
+    ),
+]
+"""Shown when the run knows redis-server's PID."""
 
 _IDLE_ROWS: list[Row] = [
     (
@@ -156,15 +191,82 @@ _CONNECT_ROWS: list[Row] = [
     ),
 ]
 
+
+def _seconds(key: str) -> Callable[[dict[str, Any]], str]:
+    return lambda m: _num(m[key], 2)
+
+
+_RECOVERY_ROWS: list[Row] = [
+    (
+        "clients recovered / clients",
+        lambda m: f"{m['recovered']:,} / {m['clients']:,}",
+        "clients whose rejoin with since got recovered: true after exactly the missing offsets, "
+        "in order, ending at the room's position / clients (every one must be recovered)",
+    ),
+    (
+        "not recovered / wrong replay / failed",
+        lambda m: f"{m['not_recovered']} / {m['wrong']} / {m['failed']}",
+        "ok without recovered: true / recovered: true but the messages before the ok were not "
+        "exactly the missing offsets (or the ok not at the room's position) / could not "
+        "reconnect or rejoin; any of them fails the run",
+    ),
+    (
+        "replayed messages (got / expected)",
+        lambda m: f"{m['replayed']:,} / {m['expected_replayed']:,}",
+        "messages received before the rejoins' ok / clients x --gap",
+    ),
+    (
+        "kill to last recovered ok s",
+        _seconds("recovery_s"),
+        "from the SIGKILL of the clients' node to the last recovered ok (the recovery storm)",
+    ),
+    (
+        "kill to recovered ok ms p50 / p99 / p99.9 / max",
+        _latency("time_to_recovered_us"),
+        "per recovered client, from the SIGKILL to its ok: " + _LATENCY_HELP,
+    ),
+    (
+        "gap said s (kill to its last ok)",
+        _seconds("gap_said_s"),
+        "the publisher's --gap messages per room through the surviving node, from the kill "
+        "to the last ok; the clients rejoin after it",
+    ),
+    (
+        "rejoin s (first rejoin to last ok)",
+        _seconds("rejoin_s"),
+        "from the first client's reconnection to the last recovered ok",
+    ),
+    (
+        "surviving nodes CPU s",
+        _seconds("server_cpu_s"),
+        "CPU of the surviving nodes from the kill to the last ok",
+    ),
+    (
+        "surviving nodes CPU µs per recovery",
+        lambda m: _num(m["server_cpu_us_per_recovery"], 1),
+        "that CPU divided by the recovered clients",
+    ),
+    (
+        "Redis CPU s",
+        _seconds("redis_cpu_s"),
+        "CPU of redis-server (--spawn-redis, or --redis-pid) over the same span",
+    ),
+    (
+        "setup s (connect + join)",
+        lambda m: _num(m.get("setup_s"), 2),
+        "from the first connection attempt to the last join ok, before the kill",
+    ),
+]
+
 _ROWS = {
     "fanout": _DELIVERY_ROWS,
     "chat": _DELIVERY_ROWS,
     "idle": _IDLE_ROWS,
     "connect": _CONNECT_ROWS,
+    "recovery": _RECOVERY_ROWS,
 }
 
 _COMMON_HELP: list[tuple[str, str]] = [
-    ("redis CPU s", "CPU of the redis-server the run started, during the window (--spawn-redis)"),
     (
         "client workers CPU %",
         "each load-generator worker's CPU time over the window; above 60 % the run warns, "
@@ -175,7 +277,8 @@ _COMMON_HELP: list[tuple[str, str]] = [
 
 def column_help(scenario: str) -> str:
     """What every row of ``scenario``'s table means, for ``--help``."""
-    rows = [(label, meaning) for label, _, meaning in _ROWS[scenario]] + _COMMON_HELP
+    table = _ROWS[scenario] + (_REDIS_ROWS if scenario in ("fanout", "chat") else [])
+    rows = [(label, meaning) for label, _, meaning in table] + _COMMON_HELP
     width = max(len(label) for label, _ in rows)
     lines = ["what the table reports:"]
     for label, meaning in rows:
@@ -206,6 +309,12 @@ def _title(record: dict[str, Any]) -> str:
                 f"{p['rooms']:,} rooms x {p['room_size']} members, each saying "
                 f"{p['messages']:,} at {p['say_rate']}/s"
             )
+        case "recovery":
+            shape = (
+                f"{p['connections']:,} clients in {p['rooms']:,} room"
+                f"{'s' if p['rooms'] > 1 else ''} rejoining another node after a SIGKILL, "
+                f"{p['gap']:,} messages missed per room"
+            )
         case _:
             shape = f"{p['connections']:,} connections in rooms of {p['room_size']}"
     if scenario in ("fanout", "chat"):
@@ -226,13 +335,15 @@ def format_table(record: dict[str, Any]) -> str:
     """The record as a table: one column per target, a ratio column when comparing."""
     results = record["results"]
     rows: list[Row] = list(_ROWS[record["scenario"]])
+    if record["scenario"] in ("fanout", "chat") and any(
+        r["metrics"].get("redis_cpu_s") is not None for r in results
+    ):
+        rows += _REDIS_ROWS
     lines = [_title(record), ""]
     header = ["", *(_header(r) for r in results)]
     body: list[list[str]] = []
     for label, cell, _ in rows:
         body.append([label, *(_safe(cell, r["metrics"]) for r in results)])
-    if any("redis_cpu_s" in r["metrics"] for r in results):
-        body.append(["redis CPU s", *(_num(r["metrics"].get("redis_cpu_s"), 2) for r in results)])
     body.append(["client workers CPU %", *(_workers(r) for r in results)])
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     for row in [header, *body]:

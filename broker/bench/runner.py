@@ -5,24 +5,27 @@ The phases of every scenario (the workers' side is in
 join every connection; say the warm-up messages until every member heard
 them (so the ``joined`` storm of the setup is over); then the measured part:
 ``Go`` for ``fanout`` and ``chat``, the memory reading for ``idle``, or, for
-``connect``, the connecting itself.
+``connect``, the connecting itself. ``recovery`` has phases of its own
+(:mod:`broker.bench.recovery`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from broker.bench.advice import short_window_warning
 from broker.bench.machine import describe_machine
 from broker.bench.measure import connect_metrics, delivery_metrics
 from broker.bench.messages import Connect, Connected, Result, Warm, Warmed
+from broker.bench.outcome import Outcome, Progress
 from broker.bench.params import BenchParams
 from broker.bench.plans import Plan, make_plan
 from broker.bench.processes import Children
-from broker.bench.procfs import tree_cpu_seconds, tree_rss_bytes
+from broker.bench.procfs import cpu_since, total_cpu_seconds, tree_rss_bytes
+from broker.bench.recovery import run_recovery
 from broker.bench.targets import Target, given_target, spawn_roomcast, spawn_textbook
 from broker.bench.workers import WorkerPool
 
@@ -36,63 +39,15 @@ COMPARED: dict[str, tuple[str, ...]] = {
     "chat": ("deliveries_per_s", "server_cpu_us_per_delivery", "latency_us.p99"),
     "idle": ("rss_per_connection_bytes",),
     "connect": ("connections_per_s", "server_cpu_us_per_connection", "time_to_joined_us.p99"),
+    "recovery": (),
 }
 """Metrics set side by side by ``--compare`` (ratio: roomcast ÷ baseline)."""
 
 _START_DELAY_NS = 100_000_000  # lets every worker see Go before the first say is due
 
 
-@dataclass
-class Progress:
-    """Where the run is, for the message when ``--timeout`` cuts it short."""
-
-    phase: str = "starting"
-
-
-@dataclass
-class Outcome:
-    """What one target did in the scenario."""
-
-    target: Target
-    metrics: dict[str, Any] = field(default_factory=dict)
-    workers: list[dict[str, Any]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """No message lost, duplicated or reordered; no connection failed."""
-        return not self.problems
-
-    def record(self) -> dict[str, Any]:
-        """This outcome as plain JSON values."""
-        target = self.target
-        return {
-            "target": target.name,
-            "backend": target.backend,
-            "nodes": len(target.urls),
-            "urls": list(target.urls),
-            "spawned": target.spawned,
-            "server_pids": list(target.server_pids),
-            "ok": self.ok,
-            "problems": self.problems,
-            "warnings": self.warnings,
-            "metrics": self.metrics,
-            "workers": self.workers,
-        }
-
-
-def _total_cpu(pids: tuple[int, ...]) -> float | None:
-    return sum(tree_cpu_seconds(pid) for pid in pids) if pids else None
-
-
 def _total_rss(pids: tuple[int, ...]) -> int | None:
     return sum(tree_rss_bytes(pid) for pid in pids) if pids else None
-
-
-def _cpu_delta(before: float | None, pids: tuple[int, ...]) -> float | None:
-    after = _total_cpu(pids)
-    return after - before if after is not None and before is not None else None
 
 
 async def _start_target(
@@ -102,10 +57,19 @@ async def _start_target(
     if name == "textbook":
         return await spawn_textbook(children)
     if params.spawn:
-        return await spawn_roomcast(
-            children, params.nodes, params.redis_url, params.spawn_redis, params.server_args
+        target = await spawn_roomcast(
+            children,
+            params.nodes,
+            params.redis_url,
+            params.spawn_redis,
+            params.server_args,
+            params.history_size,
         )
-    return given_target(list(params.urls), list(params.server_pids))
+    else:
+        target = given_target(list(params.urls), list(params.server_pids))
+    if params.redis_pid is not None:
+        target = dataclasses.replace(target, redis_pid=params.redis_pid)
+    return target
 
 
 def _worker_rows(plan: Plan, pool: WorkerPool, busy: list[float]) -> list[dict[str, Any]]:
@@ -132,7 +96,16 @@ def _check_window(params: BenchParams, outcome: Outcome) -> None:
 
 def _check_counts(outcome: Outcome) -> None:
     m = outcome.metrics
-    for key in ("missing", "duplicates", "out_of_order", "unexpected", "closed_connections"):
+    for key in (
+        "missing",
+        "duplicates",
+        "out_of_order",
+        "unexpected",
+        "offset_gaps",
+        "offset_backwards",
+        "epoch_changes",
+        "closed_connections",
+    ):
         if m.get(key):
             outcome.problems.append(f"{key.replace('_', ' ')}: {m[key]}")
     if m.get("errors"):
@@ -142,6 +115,8 @@ def _check_counts(outcome: Outcome) -> None:
 async def _run_target(
     params: BenchParams, target: Target, children: Children, progress: Progress
 ) -> Outcome:
+    if params.scenario == "recovery":
+        return await run_recovery(params, target, children, progress)
     name = target.name
     outcome = Outcome(target)
     plan = make_plan(params, target.urls)
@@ -193,9 +168,9 @@ async def _connect(
 ) -> list[Connected]:
     """Open and join every connection; the measurement of ``connect``."""
     progress.phase = f"{target.name}: connecting {params.connection_count()} clients"
-    cpu_before = _total_cpu(target.server_pids)
+    cpu_before = total_cpu_seconds(target.server_pids)
     connected = await pool.each(Connect(), Connected)
-    server_cpu = _cpu_delta(cpu_before, target.server_pids)
+    server_cpu = cpu_since(cpu_before, target.server_pids)
     failed = sum(c.failed for c in connected)
     if failed:
         errors = "; ".join(e for c in connected for e in c.errors)[:800]
@@ -220,17 +195,15 @@ async def _measure_deliveries(
 ) -> None:
     """``Go``, and the numbers of ``fanout`` and ``chat``."""
     progress.phase = f"{target.name}: measuring"
-    cpu_before = _total_cpu(target.server_pids)
+    cpu_before = total_cpu_seconds(target.server_pids)
     redis_pids = (target.redis_pid,) if target.redis_pid else ()
-    redis_before = _total_cpu(redis_pids)
+    redis_before = total_cpu_seconds(redis_pids)
     results: list[Result] = await pool.run(time.monotonic_ns() + _START_DELAY_NS, params.drain)
-    server_cpu = _cpu_delta(cpu_before, target.server_pids)
+    server_cpu = cpu_since(cpu_before, target.server_pids)
+    redis_cpu = cpu_since(redis_before, redis_pids)
     outcome.metrics |= delivery_metrics(
-        results, server_cpu, plan.offered_says_per_s, plan.offered_deliveries_per_s
+        results, server_cpu, plan.offered_says_per_s, plan.offered_deliveries_per_s, redis_cpu
     )
-    redis_cpu = _cpu_delta(redis_before, redis_pids)
-    if redis_cpu is not None:
-        outcome.metrics["redis_cpu_s"] = round(redis_cpu, 3)
     busy = [100.0 * r.cpu_s / r.wall_s if r.wall_s else 0.0 for r in results]
     outcome.workers = _worker_rows(plan, pool, busy)
     _check_counts(outcome)

@@ -4,7 +4,8 @@ A spawned roomcast node runs as users run it (``python -m broker serve``)
 with two changes that keep the broker's own guards out of the measurement:
 ``--say-rate 0`` (a publisher may exceed the default per-session rate) and
 ``--log-level WARNING`` (one INFO line per connection would be measured as
-broker cost in the connect scenario).
+broker cost in the connect scenario). ``--history-size``, when the run sets
+it, goes before ``--server-args``, which therefore has the last word.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class Target:
         server_pids: PIDs whose CPU and memory count as the server's (may be empty).
         spawned: whether this run started them.
         backend: ``memory``, ``redis`` or ``unknown`` (given URLs).
-        redis_pid: the redis-server this run started, if any.
+        redis_pid: the redis-server whose CPU is measured: the one this run
+            started, or the one given with ``--redis-pid``; None: not measured.
     """
 
     name: str
@@ -61,8 +63,12 @@ async def spawn_roomcast(
     redis_url: str | None,
     spawn_redis: bool,
     server_args: str,
+    history_size: int | None = None,
 ) -> Target:
     """Start ``nodes`` broker nodes (on Redis if asked) and wait until healthy.
+
+    ``history_size`` None leaves the nodes' own default (and
+    ``BROKER_HISTORY_SIZE``) in force.
 
     Raises:
         RuntimeError: a process failed to start (its log is in the message).
@@ -79,6 +85,8 @@ async def spawn_roomcast(
         port = free_port()
         argv = ["-m", "broker", "serve", "--port", str(port), "--node-id", f"bench-{index}"]
         argv += ["--say-rate", "0", "--log-level", "WARNING"]
+        if history_size is not None:
+            argv += ["--history-size", str(history_size)]
         if redis_url is not None:
             argv += ["--redis-url", redis_url, "--namespace", namespace]
         argv += shlex.split(server_args)

@@ -17,16 +17,20 @@ import time
 
 import msgspec
 
-from broker.bench.histogram import Histogram
+from broker.bench.bounded import CONNECT_TIMEOUT, connect_all, own_cpu_seconds
 from broker.bench.member import Member, Tally
 from broker.bench.messages import (
+    Await,
     Close,
     Command,
     Connect,
     Connected,
+    Drop,
     Go,
     Loaded,
     Published,
+    Recover,
+    RecoverySetup,
     Report,
     Result,
     Setup,
@@ -35,11 +39,11 @@ from broker.bench.messages import (
     Warmed,
 )
 from broker.bench.publisher import Publisher
+from broker.bench.recovery_worker import serve_recovery
 
 __all__ = ["CoordinatorGone", "main", "raise_open_file_limit"]
 
 _LINE_LIMIT = 64 << 20
-_CONNECT_TIMEOUT = 30.0
 _decode_command = msgspec.json.Decoder(Command).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -50,11 +54,6 @@ def raise_open_file_limit() -> None:
     if hard == resource.RLIM_INFINITY or soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class CoordinatorGone(Exception):
@@ -107,40 +106,7 @@ class Worker:
 
     async def connect(self) -> Connected:
         """Open and join every connection, ``concurrency`` handshakes at a time."""
-        cpu = _cpu_seconds()
-        gate = asyncio.Semaphore(max(1, self.setup.concurrency))
-        hist = Histogram()
-        errors: list[str] = []
-        first_ns = time.monotonic_ns()
-        last_ns = first_ns
-
-        async def one(member: Member) -> bool:
-            nonlocal last_ns
-            async with gate:
-                try:
-                    async with asyncio.timeout(_CONNECT_TIMEOUT):
-                        took = await member.connect()
-                except (OSError, RuntimeError, TimeoutError, ConnectionError) as exc:
-                    if len(errors) < 5:
-                        errors.append(f"{member.url}: {type(exc).__name__}: {exc}")
-                    return False
-            hist.record(took // 1000)
-            last_ns = time.monotonic_ns()
-            return True
-
-        outcomes = await asyncio.gather(*(one(m) for m in self.members))
-        joined = sum(outcomes)
-        return Connected(
-            joined=joined,
-            failed=len(outcomes) - joined,
-            errors=errors,
-            hist=hist.to_sparse(),
-            hist_total=hist.total,
-            hist_max=hist.max,
-            first_ns=first_ns,
-            last_ns=last_ns,
-            cpu_s=_cpu_seconds() - cpu,
-        )
+        return await connect_all([(m.url, m.connect) for m in self.members], self.setup.concurrency)
 
     async def warm(self) -> Warmed:
         """Say the warm-up messages; wait until every member heard every one.
@@ -152,14 +118,14 @@ class Worker:
         for publisher in self.publishers:
             publisher.say_warm_up()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_CONNECT_TIMEOUT):
+            async with asyncio.timeout(CONNECT_TIMEOUT):
                 await self.tally.warmed.wait()
         return Warmed(missing=self.tally.warm_pending)
 
     async def go(self, start_ns: int) -> None:
         """Publish, then report; the report comes early if ``Stop`` arrives."""
         # Busy time is measured from the common start: before it, the worker idles.
-        self._go_cpu = _cpu_seconds()
+        self._go_cpu = own_cpu_seconds()
         self._go_wall = max(start_ns, time.monotonic_ns())
         if self.publishers:
             await asyncio.gather(*(p.run(start_ns) for p in self.publishers))
@@ -186,6 +152,10 @@ class Worker:
                 duplicates=tally.duplicates,
                 out_of_order=tally.out_of_order,
                 unexpected=tally.unexpected,
+                offset_gaps=sum(m.offsets.gap_count() for m in self.members),
+                offset_backwards=sum(m.offsets.backwards for m in self.members),
+                epoch_changes=sum(m.offsets.epoch_changes for m in self.members),
+                joins_with_position=tally.joins_with_position,
                 closed=tally.closed,
                 hist=tally.hist.to_sparse(),
                 hist_total=tally.hist.total,
@@ -199,7 +169,7 @@ class Worker:
                 last_send_ns=max((p.last_send_ns for p in pubs), default=0),
                 last_ack_ns=max((p.last_ack_ns for p in pubs), default=0),
                 max_lag_ms=max((p.max_lag_ns for p in pubs), default=0) / 1e6,
-                cpu_s=_cpu_seconds() - self._go_cpu,
+                cpu_s=own_cpu_seconds() - self._go_cpu,
                 wall_s=(time.monotonic_ns() - self._go_wall) / 1e9,
             )
         )
@@ -215,6 +185,9 @@ async def _serve(reader: asyncio.StreamReader) -> None:
     if not line:
         return
     setup = _decode_command(line)
+    if isinstance(setup, RecoverySetup):
+        await serve_recovery(setup, reader, _report)
+        return
     if not isinstance(setup, Setup):
         raise SystemExit(f"worker: expected setup, got {setup!r}")
     worker = Worker(setup)
@@ -233,8 +206,10 @@ async def _serve(reader: asyncio.StreamReader) -> None:
                     worker.send_result()
                 case Close():
                     break
-                case Setup():
+                case Setup() | RecoverySetup():
                     raise SystemExit("worker: setup sent twice")
+                case Await() | Drop() | Recover():
+                    raise SystemExit("worker: a recovery command outside a recovery run")
     finally:
         if running is not None:
             running.cancel()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+from collections.abc import Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from broker.bench.messages import (
     Go,
     Loaded,
     Published,
+    RecoverySetup,
     Report,
     Result,
     Setup,
@@ -70,15 +72,15 @@ class _Worker:
 
 
 class WorkerPool:
-    """Worker processes, one per :class:`Setup`, each running :mod:`broker.bench.worker`."""
+    """Worker processes, one per setup, each running :mod:`broker.bench.worker`."""
 
-    def __init__(self, workers: list[_Worker], setups: list[Setup]) -> None:
+    def __init__(self, workers: list[_Worker], setups: Sequence[Setup | RecoverySetup]) -> None:
         self._workers = workers
         self._setups = setups
         self.pids = [w.proc.pid for w in workers]
 
     @classmethod
-    async def start(cls, children: Children, setups: list[Setup]) -> WorkerPool:
+    async def start(cls, children: Children, setups: Sequence[Setup | RecoverySetup]) -> WorkerPool:
         """Start the workers, hand each its setup, wait until all are loaded."""
         loop = asyncio.get_running_loop()
         workers = []

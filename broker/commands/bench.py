@@ -1,4 +1,5 @@
-"""``broker bench``: the load generator (``fanout``, ``chat``, ``idle``, ``connect``)."""
+"""``broker bench``: the load generator (``fanout``, ``chat``, ``idle``, ``connect``,
+``recovery``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ _SCENARIO_HELP = {
     "chat": "many small rooms, every member saying at a fixed rate",
     "idle": "many idle joined connections: server RSS per connection",
     "connect": "a reconnect storm: connections/s and time to joined",
+    "recovery": "a recovery storm: clients of a SIGKILLed node rejoin another with since",
 }
 
 
@@ -31,6 +33,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _natural_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
 
 
@@ -84,6 +93,20 @@ def _common() -> argparse.ArgumentParser:
         default="",
         metavar="ARGS",
         help="extra `broker serve` options for spawned nodes, in one quoted string",
+    )
+    target.add_argument(
+        "--history-size",
+        type=_natural_int,
+        metavar="N",
+        help="--history-size of spawned nodes (0: history and positions off; default: the "
+        "nodes' own, 100); --server-args can say it too and has the last word",
+    )
+    target.add_argument(
+        "--redis-pid",
+        type=int,
+        metavar="PID",
+        help="PID of the redis-server the nodes use, to measure its CPU (--spawn-redis "
+        "knows it already)",
     )
     target.add_argument(
         "--compare",
@@ -148,7 +171,7 @@ def register(subparsers: Any) -> None:
 
     bench = subparsers.add_parser(
         "bench",
-        help="measure a broker: fan-out, chat, idle memory, connect storm",
+        help="measure a broker: fan-out, chat, idle memory, connect and recovery storms",
         description=(
             "Drive a running broker (--url) or one started for the run (--spawn) and "
             "report throughput, latency, server CPU per delivery and memory. Every "
@@ -205,6 +228,25 @@ def register(subparsers: Any) -> None:
         help="says per second of each member (default 2)",
     )
     _messages(chat, 20, "messages each member says (default 20)")
+    recovery = parsers["recovery"]
+    recovery.add_argument(
+        "--connections",
+        type=_positive_int,
+        default=2000,
+        metavar="N",
+        help="clients of the node that is killed (default 2000)",
+    )
+    recovery.add_argument(
+        "--rooms", type=_positive_int, default=1, help="rooms they are spread over (default 1)"
+    )
+    recovery.add_argument(
+        "--gap",
+        type=_positive_int,
+        default=50,
+        metavar="M",
+        help="messages said per room while the clients are away (default 50; at most the "
+        "nodes' --history-size, or nothing can be recovered)",
+    )
     for name, default in (("idle", 5000), ("connect", 1000)):
         parsers[name].add_argument(
             "--connections",
@@ -227,12 +269,22 @@ def _params(args: argparse.Namespace) -> BenchParams:
     from broker.bench.params import BenchParams
 
     spawn = bool(args.spawn or args.redis_url or args.spawn_redis)
+    if args.compare and args.scenario == "recovery":
+        raise ValueError("--compare has no baseline for recovery (the textbook keeps no history)")
     if args.compare and not spawn:
         raise ValueError("--compare needs --spawn (the baseline is started by the run)")
     if args.nodes > 1 and not (args.redis_url or args.spawn_redis):
         raise ValueError("--nodes > 1 needs --redis URL or --spawn-redis")
     if spawn and args.urls:
         raise ValueError("give either --url or --spawn, not both")
+    if args.history_size is not None and not spawn:
+        raise ValueError(
+            "--history-size sets spawned nodes: give --spawn (or say it to your nodes)"
+        )
+    if args.scenario == "recovery" and (args.nodes < 2 or not spawn):
+        raise ValueError(
+            "recovery kills a node it started: give --spawn-redis (or --redis URL) and --nodes 2"
+        )
     if getattr(args, "messages", 1) < 0:
         raise ValueError("--messages must not be negative")
     known = {

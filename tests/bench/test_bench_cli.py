@@ -39,6 +39,7 @@ RESULT_KEYS = {
     "urls",
     "spawned",
     "server_pids",
+    "redis_pid",
     "ok",
     "problems",
     "warnings",
@@ -52,6 +53,10 @@ DELIVERY_KEYS = {
     "duplicates",
     "out_of_order",
     "unexpected",
+    "offset_gaps",
+    "offset_backwards",
+    "epoch_changes",
+    "joins_with_position",
     "errors",
     "closed_connections",
     "says",
@@ -66,8 +71,40 @@ DELIVERY_KEYS = {
     "max_publisher_lag_ms",
     "server_cpu_s",
     "server_cpu_us_per_delivery",
+    "redis_cpu_s",
+    "redis_cpu_us_per_say",
+    "total_cpu_us_per_delivery",
     "setup_s",
 }
+RECOVERY_KEYS = {
+    "clients",
+    "rooms",
+    "gap",
+    "dropped",
+    "recovered",
+    "not_recovered",
+    "wrong",
+    "failed",
+    "replayed",
+    "expected_replayed",
+    "recovery_s",
+    "time_to_recovered_us",
+    "gap_said_s",
+    "rejoin_s",
+    "server_cpu_s",
+    "server_cpu_us_per_recovery",
+    "redis_cpu_s",
+    "setup_s",
+}
+ANOMALIES = [
+    "missing",
+    "duplicates",
+    "out_of_order",
+    "unexpected",
+    "offset_gaps",
+    "offset_backwards",
+    "epoch_changes",
+]
 LATENCY_KEYS = {"count", "p50", "p99", "p99_9", "max", "mean"}
 WORKER_KEYS = {"pid", "role", "connections", "cpu_percent"}
 
@@ -104,8 +141,7 @@ def alive(pid: int) -> bool:
 def assert_exact_deliveries(metrics: dict[str, Any], expected: int) -> None:
     assert metrics["expected_deliveries"] == expected
     assert metrics["deliveries"] == expected
-    counts = [metrics[k] for k in ("missing", "duplicates", "out_of_order", "unexpected")]
-    assert counts == [0, 0, 0, 0]
+    assert [metrics[k] for k in ANOMALIES] == [0] * len(ANOMALIES)
     assert metrics["errors"] == {}
     assert metrics["closed_connections"] == 0
     assert metrics["latency_us"]["count"] == expected
@@ -146,6 +182,50 @@ def test_fanout_delivers_every_message_to_every_member_once_in_order() -> None:
     params = record["params"]
     assert (params["members"], params["messages"], params["body_size"]) == (20, 50, 200)
     assert (params["window"], params["clients_procs"]) == (64, 1)
+
+
+def test_fanout_checks_the_offsets_of_a_room_with_history() -> None:
+    record = record_of(
+        "fanout", "--spawn", "--members", "20", "--messages", "50", "--history-size", "100"
+    )
+
+    metrics = record["results"][0]["metrics"]
+    assert_exact_deliveries(metrics, 20 * 50)
+    # Every join (the publisher's too) got the room's position: offsets were checked.
+    assert metrics["joins_with_position"] == 21
+    assert record["params"]["history_size"] == 100
+
+
+def test_fanout_with_history_off_has_no_positions() -> None:
+    record = record_of(
+        "fanout", "--spawn", "--members", "10", "--messages", "20", "--history-size", "0"
+    )
+
+    metrics = record["results"][0]["metrics"]
+    assert_exact_deliveries(metrics, 10 * 20)
+    assert metrics["joins_with_position"] == 0
+
+
+def test_history_off_through_server_args_has_no_positions() -> None:
+    record = record_of(
+        "fanout", "--spawn", "--members", "10", "--messages", "20",
+        "--server-args", "--history-size 0",
+    )  # fmt: skip
+
+    assert record["results"][0]["metrics"]["joins_with_position"] == 0
+
+
+def test_chat_between_members_that_say_checks_offsets_with_their_own_says() -> None:
+    # Each member receives the others' messages and learns its own offsets from
+    # its oks: together they must be every offset of the room.
+    record = record_of(
+        "chat", "--spawn", "--rooms", "2", "--room-size", "4", "--messages", "10",
+        "--say-rate", "100",
+    )  # fmt: skip
+
+    metrics = record["results"][0]["metrics"]
+    assert_exact_deliveries(metrics, 8 * 10 * 3)
+    assert metrics["joins_with_position"] == 8
 
 
 def test_fanout_at_an_offered_rate_says_whether_it_held() -> None:
@@ -223,6 +303,80 @@ def test_two_nodes_on_redis_deliver_across_nodes(shared_redis: RedisServer) -> N
     assert_exact_deliveries(result["metrics"], 10 * 30)
 
 
+@pytest.mark.redis
+def test_a_spawned_redis_reports_its_cpu_per_say() -> None:
+    record = record_of(
+        "chat", "--spawn-redis", "--nodes", "2", "--rooms", "2", "--room-size", "3",
+        "--messages", "5", "--say-rate", "50",
+    )  # fmt: skip
+
+    result = record["results"][0]
+    metrics = result["metrics"]
+    assert_exact_deliveries(metrics, 6 * 5 * 2)
+    assert isinstance(result["redis_pid"], int)
+    assert not alive(result["redis_pid"])
+    for key in ("redis_cpu_s", "redis_cpu_us_per_say", "total_cpu_us_per_delivery"):
+        assert isinstance(metrics[key], float), key
+
+
+@pytest.mark.redis
+def test_a_given_redis_pid_is_measured(shared_redis: RedisServer) -> None:
+    assert shared_redis.process is not None
+    record = record_of(
+        "fanout", "--redis", shared_redis.url, "--redis-pid", str(shared_redis.process.pid),
+        "--members", "5", "--messages", "20",
+    )  # fmt: skip
+
+    result = record["results"][0]
+    assert result["redis_pid"] == shared_redis.process.pid
+    assert isinstance(result["metrics"]["redis_cpu_us_per_say"], float)
+
+
+@pytest.mark.redis
+def test_recovery_recovers_every_client_of_the_killed_node() -> None:
+    record = record_of(
+        "recovery", "--spawn-redis", "--nodes", "2", "--connections", "20", "--gap", "5",
+        "--clients-procs", "2",
+    )  # fmt: skip
+
+    assert_record_shape(record, "recovery")
+    result = record["results"][0]
+    metrics = result["metrics"]
+    assert set(metrics) == RECOVERY_KEYS
+    assert (metrics["clients"], metrics["rooms"], metrics["gap"]) == (20, 1, 5)
+    assert (metrics["dropped"], metrics["recovered"]) == (20, 20)
+    assert (metrics["not_recovered"], metrics["wrong"], metrics["failed"]) == (0, 0, 0)
+    assert metrics["replayed"] == metrics["expected_replayed"] == 20 * 5
+    assert metrics["time_to_recovered_us"]["count"] == 20
+    assert metrics["recovery_s"] is not None
+    assert [w["connections"] for w in result["workers"]] == [10, 10]
+
+
+@pytest.mark.redis
+def test_recovery_over_several_rooms_replays_each_rooms_gap() -> None:
+    record = record_of(
+        "recovery", "--spawn-redis", "--nodes", "2", "--connections", "12", "--rooms", "3",
+        "--gap", "4",
+    )  # fmt: skip
+
+    metrics = record["results"][0]["metrics"]
+    assert (metrics["recovered"], metrics["replayed"]) == (12, 12 * 4)
+
+
+@pytest.mark.redis
+def test_recovery_beyond_the_history_size_recovers_nobody() -> None:
+    # 5 messages missed, 3 kept: the contract's "recovered": false.
+    result = bench(
+        "recovery", "--spawn-redis", "--nodes", "2", "--connections", "6", "--gap", "5",
+        "--history-size", "3", "--json", "--timeout", "60",
+        expect_code=1,
+    )  # fmt: skip
+
+    metrics = json.loads(result.stdout)["results"][0]["metrics"]
+    assert (metrics["recovered"], metrics["not_recovered"], metrics["replayed"]) == (0, 6, 0)
+    assert "not recovered: 6 clients" in result.stderr
+
+
 def test_the_timeout_aborts_the_run_and_ends_every_process() -> None:
     marker = f"bench-timeout-{uuid.uuid4().hex[:8]}"
     # 1,000 messages offered at 10 says/s would take 100 s.
@@ -249,6 +403,10 @@ def test_the_timeout_aborts_the_run_and_ends_every_process() -> None:
         (["fanout", "--compare", "textbook"], "--compare needs --spawn"),
         (["fanout", "--spawn", "--nodes", "2"], "--nodes > 1 needs"),
         (["fanout", "--spawn", "--url", "ws://127.0.0.1:1/ws"], "either --url or --spawn"),
+        (["fanout", "--history-size", "0"], "--history-size sets spawned nodes"),
+        (["recovery", "--spawn-redis"], "recovery kills a node it started"),
+        (["recovery", "--url", "ws://127.0.0.1:1/ws"], "recovery kills a node it started"),
+        (["recovery", "--spawn-redis", "--nodes", "2", "--compare", "textbook"], "no baseline"),
     ],
 )
 def test_contradictory_options_are_usage_errors(args: list[str], message: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 import protocol
-from broker.bench.member import Member, Tally
+from broker.bench.member import WARM_UP_REF, Member, Tally
 from broker.bench.messages import WARM_UP_SEQ
 from broker.bench.publisher import Publisher
 
@@ -170,7 +170,7 @@ async def test_bodies_have_exactly_the_requested_size() -> None:
     publisher.say_warm_up()
 
     frame = client.sent[0]
-    assert frame["ref"] is None  # no ok will come for it
+    assert frame["ref"] == WARM_UP_REF  # its ok tells its offset, outside the window
     assert frame["body"]["s"] == WARM_UP_SEQ
     assert len(json.dumps(frame["body"], separators=(",", ":"))) == 200
 
@@ -229,7 +229,7 @@ async def test_says_are_the_protocols_say_requests() -> None:
     warm_up, say = (protocol.decode_request(p) for p in client.payloads)
     assert isinstance(warm_up, protocol.Say)
     assert isinstance(say, protocol.Say)
-    assert (warm_up.room, warm_up.ref, say.room, say.ref) == ("r", None, "r", 0)
+    assert (warm_up.room, warm_up.ref, say.room, say.ref) == ("r", WARM_UP_REF, "r", 0)
 
 
 async def test_frames_the_protocol_encodes_are_read_as_the_server_sends_them() -> None:
@@ -241,3 +241,75 @@ async def test_frames_the_protocol_encodes_are_read_as_the_server_sends_them() -
     m.on_texts([joined, protocol.encode(delivery)])
 
     assert (tally.delivered_count, tally.unexpected) == (1, 0)
+
+
+def positioned(pub: int, seq: int, offset: int, epoch: str = "e-1") -> bytes:
+    return message(pub, seq, offset=offset, epoch=epoch)
+
+
+async def test_offsets_that_follow_the_join_position_are_clean() -> None:
+    m, tally = member([7], 3)
+    m.on_texts([b'{"type":"ok","ref":"join","offset":10,"epoch":"e-1"}'])
+
+    m.on_texts([positioned(7, 0, 11), positioned(7, 1, 12), positioned(7, 2, 13)])
+
+    assert tally.delivered_count == 3
+    assert (m.offsets.gap_count(), m.offsets.backwards, tally.joins_with_position) == (0, 0, 1)
+
+
+async def test_a_skipped_offset_is_a_gap_even_when_every_body_arrived() -> None:
+    m, tally = member([7], 2)
+    m.on_texts([b'{"type":"ok","ref":"join","offset":0,"epoch":"e-1"}'])
+
+    m.on_texts([positioned(7, 0, 1), positioned(7, 1, 3)])
+
+    assert tally.delivered_count == 2
+    assert m.offsets.gap_count() == 1
+
+
+async def test_a_repeated_offset_is_counted_backwards() -> None:
+    m, _ = member([7, 8], 1)
+    m.on_texts([b'{"type":"ok","ref":"join","offset":0,"epoch":"e-1"}'])
+
+    m.on_texts([positioned(7, 0, 1), positioned(8, 0, 1)])
+
+    assert m.offsets.backwards == 1
+
+
+async def test_the_offset_of_an_own_say_is_no_gap() -> None:
+    m, _ = member([7], 2)
+    m.on_texts([b'{"type":"ok","ref":"join","offset":0,"epoch":"e-1"}'])
+
+    m.on_texts([positioned(7, 0, 1), b'{"type":"ok","ref":0,"offset":2,"epoch":"e-1"}'])
+    m.on_texts([positioned(7, 1, 3)])
+
+    assert m.offsets.gap_count() == 0
+
+
+async def test_the_warm_up_oks_offset_is_the_publishers_own() -> None:
+    m, tally = member([7], 1)
+    m.on_texts([b'{"type":"ok","ref":"join","offset":0,"epoch":"e-1"}'])
+
+    m.on_texts([f'{{"type":"ok","ref":"{WARM_UP_REF}","offset":1,"epoch":"e-1"}}'.encode()])
+    m.on_texts([positioned(7, WARM_UP_SEQ, 2), positioned(7, 0, 3)])
+
+    assert tally.warmed.is_set()
+    assert (m.offsets.gap_count(), tally.errors) == (0, {})
+
+
+async def test_messages_without_positions_are_not_offset_checked() -> None:
+    m, tally = member([7], 2)
+    m.on_texts([b'{"type":"ok","ref":"join"}'])
+
+    m.on_texts([message(7, 0), message(7, 1)])
+
+    assert tally.delivered_count == 2
+    assert (m.offsets.last, tally.joins_with_position) == (-1, 0)
+
+
+async def test_an_unasked_history_reply_is_unexpected() -> None:
+    m, tally = member([7], 1)
+
+    m.on_texts([b'{"type":"history","ref":null,"room":"r","messages":[]}'])
+
+    assert tally.unexpected == 1
