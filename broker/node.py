@@ -71,6 +71,10 @@ HOUSEKEEPING_INTERVAL = 0.5
 MAX_RECOVERY_READS = 5
 """History reads a recovering join makes before it gives up (recovered: false):
 each read must reach past what the node has handed on meanwhile."""
+MAX_READS_IN_FLIGHT = 32
+"""History reads a node has in flight at once: a node reopening thousands of
+rooms, or thousands of clients recovering at once, must not open as many
+connections to the store."""
 CATCH_UP_TIMEOUT = 2.0
 """Seconds a recovering join waits for this node to reach a position the
 client already has (it came from a node that was ahead)."""
@@ -112,6 +116,8 @@ class Node:
         self._sequences: dict[str, RoomSequence] = {}
         self._advanced: dict[str, asyncio.Event] = {}
         self._fills: set[asyncio.Task[None]] = set()
+        self._read_slots = asyncio.Semaphore(MAX_READS_IN_FLIGHT)
+        self._reads: dict[tuple[str, int, int | None, int | None], asyncio.Future[HistoryRead]] = {}
         self._subscriptions = RoomSubscriptions(self._open_room, self._close_room)
         self._announcements = Announcements(self._announce)
         self._scheduler: FlushScheduler | None = None
@@ -255,7 +261,7 @@ class Node:
         """
         if not self._history:
             return None
-        return await self.backend.read_history(room, before=before, limit=limit)
+        return await self._read(room, before=before, limit=limit)
 
     def flush(self) -> None:
         """Write every queued frame now (before closing connections)."""
@@ -289,7 +295,7 @@ class Node:
         try:
             await self.backend.subscribe(room)
             if sequence is not None:
-                read = await self.backend.read_history(room, limit=0)
+                read = await self._read(room, limit=0)
                 if self._sequences.get(room) is sequence:
                     self._hand(sequence.start(read))
         except BaseException:
@@ -310,7 +316,7 @@ class Node:
         for _ in range(MAX_RECOVERY_READS):
             if since.epoch == sequence.epoch and since.offset == sequence.offset:
                 return [], True
-            read = await self.backend.read_history(sequence.room, after=since.offset)
+            read = await self._read(sequence.room, after=since.offset)
             if read.epoch != since.epoch or since.offset > read.offset:
                 # Another epoch, or history went backwards: nothing to replay.
                 return [], False
@@ -326,6 +332,37 @@ class Node:
                 return [], False  # history no longer holds what was missed
             return [frame for _, frame in missed], True
         return [], False
+
+    async def _read(
+        self, room: str, after: int = 0, before: int | None = None, limit: int | None = None
+    ) -> HistoryRead:
+        # One read serves every caller that asks the same while it is in
+        # flight (2,000 clients recovering from one position make one read),
+        # and at most MAX_READS_IN_FLIGHT reads run at once. A caller that
+        # needs a read begun after some event (recovery) checks the result
+        # against the room's position and reads again if it is behind.
+        key = (room, after, before, limit)
+        shared = self._reads.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self._read_one(room, after, before, limit))
+            self._reads[key] = shared
+            shared.add_done_callback(partial(self._read_done, key))
+        # Shielded: one caller giving up must not cancel the others' read.
+        return await asyncio.shield(shared)
+
+    async def _read_one(
+        self, room: str, after: int, before: int | None, limit: int | None
+    ) -> HistoryRead:
+        async with self._read_slots:
+            return await self.backend.read_history(room, after, before, limit)
+
+    def _read_done(
+        self, key: tuple[str, int, int | None, int | None], read: asyncio.Future[HistoryRead]
+    ) -> None:
+        if self._reads.get(key) is read:
+            del self._reads[key]
+        if not read.cancelled():
+            read.exception()  # retrieved: a failure no caller awaited is not logged as lost
 
     async def _caught_up(self, sequence: RoomSequence, offset: int) -> None:
         room = sequence.room
@@ -423,9 +460,9 @@ class Node:
     async def _fill(self, sequence: RoomSequence) -> None:
         room = sequence.room
         try:
-            read = await self.backend.read_history(room, after=sequence.offset)
+            read = await self._read(room, after=sequence.offset)
             if read.epoch != sequence.epoch and sequence.offset:
-                read = await self.backend.read_history(room)  # a new epoch: all of it
+                read = await self._read(room)  # a new epoch: all of it
             if self._sequences.get(room) is not sequence:
                 return
             if sequence.behind(read):
@@ -434,7 +471,7 @@ class Node:
                 # offset for a new message (members see the epoch change).
                 log.warning("room %s: offsets went backwards in epoch %s", room, read.epoch)
                 await self.backend.rotate_epoch(room, read.epoch)
-                read = await self.backend.read_history(room)
+                read = await self._read(room)
                 if self._sequences.get(room) is not sequence:
                     return
             lost = sequence.lost

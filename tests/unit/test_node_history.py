@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from broker.backends.base import Position
+from broker.backends.base import HistoryRead, Position
 from broker.backends.memory import MemoryBackend, MemoryBus
 from broker.backends.memory_history import MemoryHistory
 from broker.node import Node
@@ -234,5 +234,36 @@ async def test_a_node_without_history_has_no_positions() -> None:
         assert answers.calls[0][:2] == (None, None)
         assert await node.publish(ROOM, "s-1", say(1)) is None
         assert await node.history(ROOM) is None
+    finally:
+        await node.close()
+
+
+async def test_joiners_recovering_from_one_position_share_one_history_read(
+    bus: MemoryBus,
+) -> None:
+    class CountingBackend(MemoryBackend):
+        reads = 0
+
+        async def read_history(
+            self, room: str, after: int = 0, before: int | None = None, limit: int | None = None
+        ) -> HistoryRead:
+            CountingBackend.reads += 1
+            return await super().read_history(room, after, before, limit)
+
+    node = Node("n-counting", CountingBackend(bus))
+    await node.start()
+    try:
+        await join(node, "s-talker")
+        for body in range(3):
+            await said(node, body)
+        position = node.position(ROOM)
+        assert position is not None
+        before = CountingBackend.reads
+
+        joins = [join(node, f"s-{i}", Since(offset=1, epoch=position.epoch)) for i in range(20)]
+        results = await asyncio.gather(*joins)
+
+        assert all(offsets(outbox) == [2, 3] for outbox, _ in results)
+        assert CountingBackend.reads - before == 1
     finally:
         await node.close()
