@@ -6,7 +6,7 @@ client, never on the server's modules: it ships alone as the
 are ``websockets`` and ``msgspec``.
 """
 
-from protocol import Joined, Left, Message
+from protocol import Joined, Left, Message, Position
 from roomcast_client.backoff import Reconnect
 from roomcast_client.client import Client, connect
 from roomcast_client.errors import (
@@ -25,7 +25,16 @@ from roomcast_client.errors import (
     Unauthorized,
     Unavailable,
 )
-from roomcast_client.events import Disconnected, Event, Reconnected, RoomEvent, decode_body
+from roomcast_client.events import (
+    Disconnected,
+    Event,
+    Gap,
+    HistoryPage,
+    Reconnected,
+    RoomEvent,
+    ViewEvent,
+    decode_body,
+)
 from roomcast_client.rooms import RoomView
 
 __all__ = [
@@ -39,11 +48,14 @@ __all__ = [
     "Disconnected",
     "Event",
     "Forbidden",
+    "Gap",
+    "HistoryPage",
     "InternalError",
     "Joined",
     "Left",
     "Message",
     "NotMember",
+    "Position",
     "RateLimited",
     "Reconnect",
     "Reconnected",
@@ -53,6 +65,7 @@ __all__ = [
     "TooManyRooms",
     "Unauthorized",
     "Unavailable",
+    "ViewEvent",
     "connect",
     "decode_body",
 ]

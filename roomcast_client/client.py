@@ -9,6 +9,8 @@ connection's supervision and reconnects (:mod:`roomcast_client.supervisor`).
 Invariants:
     * A client opens once; :meth:`Client.close` is idempotent.
     * ``_requests.rooms`` are exactly the rooms a reconnect re-joins.
+    * One :class:`Positions` is shared by the requests (``ok`` replies) and
+      the router (messages routed and delivered).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from typing import Any
 
 import msgspec
 
-from protocol import Leave, Ping, Refresh, Say
+from protocol import History, HistoryReply, Leave, Ok, Ping, Position, Refresh, Say
 from roomcast_client.backoff import Reconnect
-from roomcast_client.events import Event
+from roomcast_client.events import Event, HistoryPage
 from roomcast_client.pending import Kind
+from roomcast_client.positions import Positions, position_of
 from roomcast_client.requests import Requests, join_request
 from roomcast_client.rooms import RoomView
 from roomcast_client.router import Router
@@ -39,8 +42,10 @@ class Client:
     made from any number of tasks at once. Events are read with ``async for
     event in client`` (or :meth:`receive`, or a :meth:`room` view); unread
     ones wait in a bounded queue that drops its oldest when full (see
-    :mod:`roomcast_client.inbox`). When the connection drops, the client
-    reconnects, re-joins its rooms and emits :class:`Reconnected`, as
+    :mod:`roomcast_client.inbox`; dropped messages come back as a
+    :class:`Gap`). When the connection drops, the client reconnects,
+    re-joins its rooms from their positions (recovering what was said
+    meanwhile: :meth:`position`) and emits :class:`Reconnected`, as
     :func:`protocol.reconnect_rule` and the :class:`Reconnect` policy rule.
 
     Args:
@@ -73,8 +78,9 @@ class Client:
         headers: Mapping[str, str] | None = None,
         token: str | None = None,
     ) -> None:
-        self._requests = Requests(request_timeout)
-        self._router = Router(max_queue)
+        positions = Positions()
+        self._requests = Requests(request_timeout, positions)
+        self._router = Router(max_queue, positions)
         self._supervisor = Supervisor(
             (urls,) if isinstance(urls, str) else tuple(urls),
             requests=self._requests,
@@ -107,6 +113,17 @@ class Client:
     def rooms(self) -> frozenset[str]:
         """The rooms joined (re-joined after each reconnect)."""
         return self._requests.rooms
+
+    def position(self, room: str) -> Position | None:
+        """Where the application stands in ``room`` (docs/HISTORY-PRESENCE.md,
+        "Positions"): every message up to this offset, in this epoch, came
+        before the join, was said by this client, was read from a queue, or
+        was reported in a :class:`Gap`. A reconnect recovers from here.
+
+        Returns:
+            The position; ``None`` if the room is not joined or keeps no history.
+        """
+        return self._requests.positions.position(room)
 
     @property
     def connected(self) -> bool:
@@ -175,12 +192,17 @@ class Client:
     # caller's asyncio.timeout): its default is the client's, it covers the
     # wait for a reconnect, and it ends in a typed RequestTimeout.
 
-    async def join(self, room: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def join(self, room: str, *, timeout: float | None = None) -> Position | None:  # noqa: ASYNC109
         """Become a member of ``room`` (a no-op if already one).
 
         Args:
             room: 1-128 of ``A-Z a-z 0-9 _ . : @ -``.
             timeout: seconds allowed; the client's default if ``None``.
+
+        Returns:
+            The room's position when the client became a member: every
+            message after it reaches the client. ``None`` when the room keeps
+            no history.
 
         Raises:
             BrokerError: the broker refused (e.g. ``BadRequest``, ``TooManyRooms``).
@@ -188,7 +210,7 @@ class Client:
             ConnectionLost: the connection ended before the reply.
             ClientClosed: the client has ended.
         """
-        await self._requests.request(Kind.JOIN, room, join_request(room), timeout)
+        return _position(await self._requests.request(Kind.JOIN, room, join_request(room), timeout))
 
     async def leave(self, room: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Stop being a member of ``room``.
@@ -209,7 +231,7 @@ class Client:
             Kind.LEAVE, room, lambda ref: Leave(room=room, ref=ref), timeout
         )
 
-    async def say(self, room: str, body: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def say(self, room: str, body: Any, *, timeout: float | None = None) -> Position | None:  # noqa: ASYNC109
         """Publish ``body`` to every other member of ``room``.
 
         Returns when the broker has accepted the message. Messages one client
@@ -221,6 +243,11 @@ class Client:
                 holding JSON already encoded.
             timeout: seconds allowed; the client's default if ``None``.
 
+        Returns:
+            The position the message got (the sender never receives its own
+            messages: this is how it learns it); ``None`` when the room keeps
+            no history.
+
         Raises:
             TypeError: ``body`` cannot be encoded as JSON.
             BrokerError: the broker refused (``NotMember``, ``RateLimited``,
@@ -231,9 +258,61 @@ class Client:
             ClientClosed: the client has ended.
         """
         raw = body if isinstance(body, msgspec.Raw) else msgspec.Raw(msgspec.json.encode(body))
-        await self._requests.request(
-            Kind.SAY, room, lambda ref: Say(room=room, body=raw, ref=ref), timeout
+        return _position(
+            await self._requests.request(
+                Kind.SAY, room, lambda ref: Say(room=room, body=raw, ref=ref), timeout
+            )
         )
+
+    async def history(
+        self,
+        room: str,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> HistoryPage:
+        """Read the messages ``room`` keeps (docs/HISTORY-PRESENCE.md, "history").
+
+        Reading history does not move the room's position.
+
+        Args:
+            room: a room the client has joined.
+            limit: the newest ``limit`` messages (1 to the broker's history
+                size); all kept if ``None``.
+            before: only messages with a smaller offset (paging back).
+            timeout: seconds allowed; the client's default if ``None``.
+
+        Returns:
+            The room's current position and the messages, oldest first.
+
+        Raises:
+            NotMember: the client is not in ``room``.
+            BadRequest: ``limit`` or ``before`` is out of range.
+            Unavailable: the broker's backend could not read history.
+            RequestTimeout: no reply (or no connection) within the timeout.
+            ConnectionLost: the connection ended before the reply.
+            ClientClosed: the client has ended.
+        """
+        reply = await self._requests.request(
+            Kind.HISTORY,
+            room,
+            lambda ref: History(
+                room=room,
+                limit=msgspec.UNSET if limit is None else limit,
+                before=msgspec.UNSET if before is None else before,
+                ref=ref,
+            ),
+            timeout,
+        )
+        assert isinstance(reply, HistoryReply)
+        position = (
+            None
+            if isinstance(reply.offset, msgspec.UnsetType)
+            or isinstance(reply.epoch, msgspec.UnsetType)
+            else Position(offset=reply.offset, epoch=reply.epoch)
+        )
+        return HistoryPage(room, position, reply.messages)
 
     async def ping(self, *, timeout: float | None = None) -> float:  # noqa: ASYNC109
         """Ask the broker for a ``pong``.
@@ -307,6 +386,10 @@ class Client:
             The view, already receiving.
         """
         return self._router.open_view(name, max_queue)
+
+
+def _position(reply: object) -> Position | None:
+    return position_of(reply) if isinstance(reply, Ok) else None
 
 
 class _Connect:

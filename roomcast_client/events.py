@@ -6,7 +6,8 @@ cannot disagree. A message body stays the :class:`msgspec.Raw` bytes it
 arrived as (decoding is the application's choice and may need a type);
 :func:`decode_body` turns it into a Python value. The connection's lifecycle
 is told by two SDK-owned dataclasses, :class:`Disconnected` and
-:class:`Reconnected`.
+:class:`Reconnected`; messages dropped unread from a full queue by a
+:class:`Gap`. A ``history`` read returns a :class:`HistoryPage`.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 
-from protocol import Joined, Left, Message
+from protocol import Joined, Left, Message, Position
 from roomcast_client.errors import BrokerError
 
 __all__ = [
     "Disconnected",
     "Event",
+    "Gap",
+    "HistoryPage",
     "Reconnected",
     "RoomEvent",
+    "ViewEvent",
     "decode_body",
 ]
 
@@ -52,8 +56,12 @@ class Disconnected:
 class Reconnected:
     """The client is connected again, as a new session.
 
-    Everything said while it was away is lost (the protocol keeps no
-    history): refresh application state from here.
+    Each room was re-joined with its last position (docs/HISTORY-PRESENCE.md,
+    "Recovery"). In a recovered room, the messages said while the client was
+    away follow this event as ordinary :class:`Message` events, in order,
+    before live ones, none twice. A room not recovered (its history no longer
+    holds what was missed, its epoch changed, or it keeps no history) may have
+    lost messages: reload its state (e.g. :meth:`Client.history`).
 
     Attributes:
         session: the new session id.
@@ -61,18 +69,71 @@ class Reconnected:
         rooms: the rooms re-joined.
         failed: rooms that could not be re-joined, with the broker's refusal;
             they are no longer among :attr:`Client.rooms`.
+        recovered: for each room re-joined, whether nothing said while the
+            client was away is lost.
     """
 
     session: str
     node: str
     rooms: tuple[str, ...]
     failed: Mapping[str, BrokerError] = field(default_factory=dict)
+    recovered: Mapping[str, bool] = field(default_factory=dict)
+
+    @property
+    def not_recovered(self) -> tuple[str, ...]:
+        """The rooms re-joined whose missed messages could not be recovered."""
+        return tuple(room for room in self.rooms if not self.recovered.get(room, False))
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Messages of ``room`` were dropped unread from a full queue.
+
+    Delivered by the queue that dropped them (the client's, or a room
+    view's), at its next read and before its other events. The room's
+    position moves past them only once this is read; read them back with
+    ``client.history(room, before=last_offset + 1)`` if they matter.
+    Messages of a room without history are dropped without a gap (there is
+    no position to report).
+
+    Attributes:
+        room: the room.
+        epoch: the epoch of the dropped messages.
+        after_offset: the offset before the first dropped message.
+        last_offset: the offset of the last dropped message.
+        dropped: how many messages were dropped (offsets in between that
+            were not dropped were this client's own says).
+    """
+
+    room: str
+    epoch: str
+    after_offset: int
+    last_offset: int
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """A room's kept messages (docs/HISTORY-PRESENCE.md, "history").
+
+    Attributes:
+        room: the room.
+        position: the room's current position; ``None`` when it keeps no history.
+        messages: the messages asked for, oldest first, as members received them.
+    """
+
+    room: str
+    position: Position | None
+    messages: list[Message]
 
 
 RoomEvent = Message | Joined | Left
 """An event about one room, as the broker sent it."""
 
-Event = Message | Joined | Left | Disconnected | Reconnected
+ViewEvent = Message | Joined | Left | Gap
+"""What a room view (``client.room(name)``) yields."""
+
+Event = Message | Joined | Left | Disconnected | Reconnected | Gap
 """Anything ``async for event in client`` yields."""
 
 

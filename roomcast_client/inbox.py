@@ -8,8 +8,14 @@ episode (an episode ends when the application has emptied the queue).
 Lifecycle events (:class:`Disconnected`, :class:`Reconnected`) are only
 dropped when nothing else is left to drop.
 
+An inbox may be given :class:`InboxHooks`: told of every item dropped and
+every item handed to the application, and asked for a notice (a
+:class:`~roomcast_client.events.Gap`) to hand out before the next item. The
+client uses them to keep room positions honest (:mod:`roomcast_client.gaps`).
+
 Invariants:
-    * ``len(self) <= maxsize`` after every :meth:`put`.
+    * ``len(self) <= maxsize`` after every :meth:`put` (notices are kept by
+      the hooks, one per room at most, outside the bound).
     * Once :meth:`end` is called, :meth:`get` returns what is left, then raises.
 """
 
@@ -18,15 +24,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from roomcast_client.events import Disconnected, Reconnected
 
-__all__ = ["Inbox"]
+__all__ = ["Inbox", "InboxHooks"]
 
 log = logging.getLogger("roomcast_client")
 
 T = TypeVar("T")
+
+
+class InboxHooks(Protocol[T]):
+    """What an inbox tells, and asks, about the items going through it."""
+
+    def dropped(self, item: T) -> None:
+        """``item`` was dropped unread."""
+
+    def notice(self) -> T | None:
+        """A notice to hand out before the next item, if any (taken)."""
+
+    def delivered(self, item: T) -> None:
+        """``item`` was handed to the application."""
 
 
 class Inbox(Generic[T]):
@@ -35,13 +54,15 @@ class Inbox(Generic[T]):
     Args:
         maxsize: events kept at most (at least 1).
         name: how warnings name this queue.
+        hooks: told of drops and deliveries, asked for notices.
     """
 
-    def __init__(self, maxsize: int, name: str) -> None:
+    def __init__(self, maxsize: int, name: str, hooks: InboxHooks[T] | None = None) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.maxsize = maxsize
         self.name = name
+        self._hooks = hooks
         self.dropped = 0
         self._items: deque[T] = deque()
         self._nonempty = asyncio.Event()
@@ -70,8 +91,11 @@ class Inbox(Generic[T]):
             ),
             0,
         )
+        item = self._items[index]
         del self._items[index]
         self.dropped += 1
+        if self._hooks is not None:
+            self._hooks.dropped(item)
         if not self._overflowing:
             self._overflowing = True
             log.warning(
@@ -82,14 +106,33 @@ class Inbox(Generic[T]):
             )
 
     def get_nowait(self) -> T | None:
-        """The oldest waiting event, or ``None`` if there is none."""
+        """The oldest waiting event (a pending notice first), or ``None`` if there is none."""
         if not self._items:
+            # A notice is only made when an item is dropped to make room for
+            # another, so none can be pending here.
             return None
+        hooks = self._hooks
+        if hooks is not None and (notice := hooks.notice()) is not None:
+            hooks.delivered(notice)
+            return notice
         item = self._items.popleft()
         if not self._items:
             self._nonempty.clear()
             self._overflowing = False
+        if hooks is not None:
+            hooks.delivered(item)
         return item
+
+    def settle(self) -> None:
+        """Tell the hooks every waiting item and notice was delivered: the
+        reader gave them up (a view was closed). Items stay readable."""
+        hooks = self._hooks
+        if hooks is None:
+            return
+        while (notice := hooks.notice()) is not None:
+            hooks.delivered(notice)
+        for item in self._items:
+            hooks.delivered(item)
 
     async def get(self) -> T:
         """Wait for the oldest event.

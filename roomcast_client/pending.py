@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from protocol import Error, Ok, Pong
+from protocol import Error, HistoryReply, Ok, Pong
 from roomcast_client.errors import error_for
 
 __all__ = ["Kind", "Pending", "PendingRequests", "Reply"]
 
-Reply = Ok | Pong
+Reply = Ok | Pong | HistoryReply
 """A successful reply."""
 
 
@@ -36,6 +36,7 @@ class Kind(Enum):
     SAY = "say"
     PING = "ping"
     REFRESH = "refresh"
+    HISTORY = "history"
 
 
 @dataclass(slots=True)
@@ -72,7 +73,7 @@ class PendingRequests:
         """Forget a request that was never sent."""
         self._entries.pop(ref, None)
 
-    def resolve(self, reply: Ok | Pong | Error) -> Pending | None:
+    def resolve(self, reply: Reply | Error) -> Pending | None:
         """Complete the request ``reply`` answers.
 
         Returns:

@@ -11,7 +11,9 @@ Invariants:
     * ``_ready`` is set while ``_ws`` can take requests, or once the client
       has ended (``ended`` is then set); requests wait on it.
     * ``_rooms`` holds the rooms the broker confirmed with ``ok`` and that
-      were not left since; a reconnect re-joins exactly these.
+      were not left since; a reconnect re-joins exactly these. The positions
+      (:mod:`roomcast_client.positions`) learn of the same ``ok`` replies
+      (joins, leaves, and says, whose positions the sender only learns there).
     * A request's outcome is its reply, the broker's typed refusal,
       :class:`RequestTimeout`, :class:`ConnectionLost` or :class:`ClientClosed`;
       nothing else escapes (PROTOCOL.md, "Error codes").
@@ -24,12 +26,14 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
+import msgspec
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from protocol import ClientMessage, Error, Join, Ok, Pong, encode
+from protocol import ClientMessage, Error, Join, Ok, Position, encode
 from roomcast_client.errors import ClientClosed, ConnectionLost, RequestTimeout
 from roomcast_client.pending import Kind, Pending, PendingRequests, Reply
+from roomcast_client.positions import Positions
 
 __all__ = ["Build", "Requests", "join_request"]
 
@@ -43,9 +47,11 @@ Build = Callable[[int], ClientMessage]
 _MAX_SEND_TRIES: Final = 5
 
 
-def join_request(room: str) -> Build:
-    """The frame builder of a ``join`` of ``room``."""
-    return lambda ref: Join(room=room, ref=ref)
+def join_request(room: str, since: Position | None = None) -> Build:
+    """The frame builder of a ``join`` of ``room``, recovering from ``since``
+    if given (docs/HISTORY-PRESENCE.md, "Recovery")."""
+    after: Position | msgspec.UnsetType = msgspec.UNSET if since is None else since
+    return lambda ref: Join(room=room, ref=ref, since=after)
 
 
 class _NotSent(Exception):
@@ -57,10 +63,12 @@ class Requests:
 
     Args:
         default_timeout: seconds a request may take when its caller gives none.
+        positions: the client's room positions (a fresh one if ``None``).
     """
 
-    def __init__(self, default_timeout: float) -> None:
+    def __init__(self, default_timeout: float, positions: Positions | None = None) -> None:
         self.default_timeout = default_timeout
+        self.positions = positions or Positions()
         self.ended: ClientClosed | None = None
         """Why the client ended; ``None`` while it lives."""
         self._pending = PendingRequests()
@@ -101,10 +109,12 @@ class Requests:
     def forget(self, room: str) -> None:
         """``room`` is no longer joined (a re-join was refused)."""
         self._rooms.discard(room)
+        self.positions.forget(room)
 
-    def on_reply(self, reply: Ok | Pong | Error) -> None:
-        """Complete the request ``reply`` answers; an ``ok`` to a join or a
-        leave updates :attr:`rooms`, even if its caller stopped waiting."""
+    def on_reply(self, reply: Reply | Error) -> None:
+        """Complete the request ``reply`` answers; an ``ok`` to a join, a
+        leave or a say updates :attr:`rooms` and the positions, even if its
+        caller stopped waiting."""
         entry = self._pending.resolve(reply)
         if entry is None:
             if isinstance(reply, Error):
@@ -113,8 +123,11 @@ class Requests:
         if isinstance(reply, Ok) and entry.room is not None:
             if entry.kind is Kind.JOIN:
                 self._rooms.add(entry.room)
+                self.positions.joined(entry.room, reply)
             elif entry.kind is Kind.LEAVE:
-                self._rooms.discard(entry.room)
+                self.forget(entry.room)
+            elif entry.kind is Kind.SAY:
+                self.positions.said(entry.room, reply)
 
     def end(self, error: ClientClosed) -> None:
         """The client has ended: every waiting and later request fails with ``error``."""
@@ -213,7 +226,7 @@ class Requests:
         if entry.kind is Kind.LEAVE and entry.room is not None:
             # The broker removes a disconnected session from every room
             # (PROTOCOL.md, "Semantics"): the leave has happened.
-            self._rooms.discard(entry.room)
+            self.forget(entry.room)
             return Ok(ref=entry.ref)
         return ConnectionLost(
             f"{entry.kind.value}: the connection ended before the broker answered"

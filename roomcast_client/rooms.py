@@ -2,7 +2,9 @@
 
 While a view is open, the events of its room go to the view (to every open
 view of that room) instead of to ``async for event in client``. A view does
-not join the room: that is :meth:`Client.join`'s job.
+not join the room: that is :meth:`Client.join`'s job. Messages its full
+queue drops come back as one :class:`~roomcast_client.events.Gap` per room,
+at the view's next read.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from roomcast_client.errors import ClientClosed
-from roomcast_client.events import RoomEvent
+from roomcast_client.events import RoomEvent, ViewEvent
 from roomcast_client.inbox import Inbox
 
 __all__ = ["RoomView"]
@@ -31,7 +33,7 @@ class RoomView:
     """
 
     def __init__(
-        self, room: str, inbox: Inbox[RoomEvent], detach: Callable[[RoomView], None]
+        self, room: str, inbox: Inbox[ViewEvent], detach: Callable[[RoomView], None]
     ) -> None:
         self.room = room
         self._inbox = inbox
@@ -51,8 +53,13 @@ class RoomView:
         self._inbox.end(error)
 
     def close(self) -> None:
-        """Stop receiving; the room's events go to the client again."""
+        """Stop receiving; the room's events go to the client again.
+
+        Messages left unread count as received for the room's position
+        (closing the view gave them up); they can still be read.
+        """
         self._detach(self)
+        self._inbox.settle()
         self._inbox.end(None)
 
     async def __aenter__(self) -> RoomView:
@@ -69,10 +76,10 @@ class RoomView:
     def __aiter__(self) -> RoomView:
         return self
 
-    async def __anext__(self) -> RoomEvent:
+    async def __anext__(self) -> ViewEvent:
         return await self._inbox.get()
 
-    async def receive(self) -> RoomEvent:
+    async def receive(self) -> ViewEvent:
         """The next event of this room (``async for`` without the loop).
 
         Raises:

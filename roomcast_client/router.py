@@ -9,13 +9,19 @@ Invariants:
       the reconnect before any event of the new session.
     * Once ended, every queue ends after what it holds, and a view opened
       later ends at once, with the same error.
+    * A message is routed at most once per room position: a replayed one at
+      or below what was already routed is dropped here (:meth:`Positions.accept`),
+      so the application never gets it twice ("Recovery").
 """
 
 from __future__ import annotations
 
+from protocol import Message
 from roomcast_client.errors import ClientClosed
 from roomcast_client.events import Disconnected, Event, Reconnected, RoomEvent
+from roomcast_client.gaps import RoomTracking
 from roomcast_client.inbox import Inbox
+from roomcast_client.positions import Positions
 from roomcast_client.rooms import RoomView
 
 __all__ = ["Router"]
@@ -27,11 +33,15 @@ class Router:
     Args:
         max_queue: events kept at most by the client's queue, and by default
             by each view's.
+        positions: the client's room positions (a fresh one if ``None``).
     """
 
-    def __init__(self, max_queue: int) -> None:
+    def __init__(self, max_queue: int, positions: Positions | None = None) -> None:
         self._max_queue = max_queue
-        self._inbox: Inbox[Event] = Inbox(max_queue, "roomcast client queue")
+        self._positions = positions or Positions()
+        self._inbox: Inbox[Event] = Inbox(
+            max_queue, "roomcast client queue", RoomTracking(self._positions)
+        )
         self._views: dict[str, set[RoomView]] = {}
         self._held: list[RoomEvent] | None = None
         self._ended = False
@@ -89,7 +99,11 @@ class Router:
         """
         view = RoomView(
             room,
-            Inbox(max_queue or self._max_queue, f"roomcast room view {room!r}"),
+            Inbox(
+                max_queue or self._max_queue,
+                f"roomcast room view {room!r}",
+                RoomTracking(self._positions),
+            ),
             self._detach,
         )
         if self._ended:
@@ -114,6 +128,8 @@ class Router:
         self._views.clear()
 
     def _route(self, event: RoomEvent) -> None:
+        if isinstance(event, Message) and not self._positions.accept(event):
+            return
         views = self._views.get(event.room)
         if views:
             for view in views:

@@ -15,7 +15,12 @@ Invariants:
     * ``_ws`` is the connection being read (``None`` between connections);
       requests get it only once welcomed and its rooms re-joined.
     * After a reconnect, :class:`Reconnected` is queued before any room event
-      of the new connection, and requests resume only after it.
+      of the new connection, and requests resume only after it. Each room is
+      re-joined with ``since`` its position (docs/HISTORY-PRESENCE.md,
+      "Recovery"): the replayed messages, which come before the ``ok``, are
+      held with the rest and routed after :class:`Reconnected`.
+    * ``_unrecovered`` holds the rooms a re-join of the current reconnect
+      found not recovered; the :class:`Reconnected` that ends it reports them.
     * :meth:`Supervisor.end` runs once; afterwards every request fails with
       :class:`ClientClosed` and every queue ends after its events.
 """
@@ -36,11 +41,13 @@ from websockets.exceptions import ConnectionClosed
 from protocol import (
     CloseCode,
     Error,
+    HistoryReply,
     Joined,
     Left,
     Message,
     Ok,
     Pong,
+    Position,
     ReconnectRule,
     Welcome,
     decode_server_message,
@@ -102,6 +109,7 @@ class Supervisor:
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._unrecovered: set[str] = set()
         self.session = ""
         self.node = ""
         self.user: str | None = None
@@ -211,7 +219,7 @@ class Supervisor:
             log.debug("ignoring a frame this client does not know: %.200s", frame)
             return
         match message:
-            case Ok() | Pong() | Error():
+            case Ok() | Pong() | Error() | HistoryReply():
                 self._requests.on_reply(message)
             case Message() | Joined() | Left():
                 self._router.room_event(message)
@@ -294,15 +302,24 @@ class Supervisor:
         self._router.hold()
         self._attach(ws, welcome)
         rooms = sorted(self._requests.rooms)
+        since = {room: self._requests.positions.since(room) for room in rooms}
         results = await asyncio.gather(
             *(
                 asyncio.wait_for(
-                    self._requests.exchange(ws, Kind.JOIN, room, join_request(room)),
+                    self._requests.exchange(ws, Kind.JOIN, room, join_request(room, since[room])),
                     self._requests.default_timeout,
                 )
                 for room in rooms
             ),
             return_exceptions=True,
+        )
+        # A room not recovered stays so until a Reconnected reports it, even
+        # if this attempt fails and the next one recovers from the position
+        # its ``ok`` reset.
+        self._unrecovered.update(
+            room
+            for room, result in zip(rooms, results, strict=True)
+            if isinstance(result, Ok) and not _recovered(since[room], result)
         )
         failed: dict[str, BrokerError] = {}
         for room, result in zip(rooms, results, strict=True):
@@ -318,10 +335,17 @@ class Supervisor:
                 return False
         self.reconnects += 1
         log.info("reconnected to %s as %s", welcome.node, welcome.session)
+        rejoined = tuple(r for r in rooms if r not in failed)
+        recovered = {room: room not in self._unrecovered for room in rejoined}
+        self._unrecovered.clear()
         self._router.release(
-            Reconnected(
-                welcome.session, welcome.node, tuple(r for r in rooms if r not in failed), failed
-            )
+            Reconnected(welcome.session, welcome.node, rejoined, failed, recovered)
         )
         self._requests.use(ws)
         return True
+
+
+def _recovered(since: Position | None, ok: Ok) -> bool:
+    """Whether a re-join from ``since`` lost nothing ("Recovery"): the broker
+    said so, in the same epoch. A room without history never is."""
+    return since is not None and ok.recovered is True and ok.epoch == since.epoch

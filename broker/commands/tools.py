@@ -35,6 +35,7 @@ from roomcast_client import (
     ConnectionLost,
     Disconnected,
     Event,
+    Gap,
     Reconnected,
     RequestTimeout,
     connect,
@@ -89,6 +90,8 @@ def describe(event: Event) -> str:
         case Reconnected(session=session, node=node, rooms=rooms, failed=failed):
             lost = f"; could not re-join {', '.join(sorted(failed))}" if failed else ""
             return f"* reconnected as {session} on {node}, in {', '.join(rooms) or 'no room'}{lost}"
+        case Gap(room=room, dropped=dropped):
+            return f"[{room}] * {dropped} messages dropped unread"
         case _:
             assert_never(event)
 
@@ -116,6 +119,17 @@ def event_json(event: Event) -> bytes:
                     "node": node,
                     "rooms": list(rooms),
                     "failed": {room: error.code for room, error in failed.items()},
+                }
+            )
+        case Gap(room=room, epoch=epoch, after_offset=after, last_offset=last, dropped=dropped):
+            return msgspec.json.encode(
+                {
+                    "type": "gap",
+                    "room": room,
+                    "epoch": epoch,
+                    "after_offset": after,
+                    "last_offset": last,
+                    "dropped": dropped,
                 }
             )
         case _:

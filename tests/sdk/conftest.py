@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from roomcast_client import Client, Message, connect
+from roomcast_client import Client, Disconnected, Message, Reconnected, connect
 from tests.conftest import BrokerFactory
 from tests.support.processes import BrokerProcess, RedisServer
 
@@ -69,4 +69,12 @@ async def next_message(client: Client) -> Message:
     """The client's next message, skipping membership events."""
     while not isinstance(event := await client.receive(), Message):
         pass
+    return event
+
+
+async def next_lifecycle(client: Client, timeout: float = 10.0) -> Disconnected | Reconnected:
+    """The client's next Disconnected or Reconnected, skipping room events."""
+    async with asyncio.timeout(timeout):
+        while not isinstance(event := await client.receive(), Disconnected | Reconnected):
+            pass
     return event

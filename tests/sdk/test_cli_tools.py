@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from roomcast_client import decode_body
+from roomcast_client import Position, decode_body
 from tests.conftest import BrokerFactory
 from tests.sdk.conftest import SdkFactory, next_message
 from tests.security.tokens import SECRET, hs256, rooms
@@ -134,6 +134,11 @@ async def test_say_exits_2_when_no_broker_answers(tool: ToolFactory) -> None:
     assert "connect_failed" in err
 
 
+def _at(position: Position) -> dict[str, Any]:
+    """The position fields a ``message`` frame carries (HISTORY-PRESENCE.md, "Positions")."""
+    return {"offset": position.offset, "epoch": position.epoch}
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 async def test_listen_json_prints_one_event_per_line_until_signalled(
     memory_node: BrokerProcess, sdk: SdkFactory, tool: ToolFactory, stop_signal: signal.Signals
@@ -144,16 +149,17 @@ async def test_listen_json_prints_one_event_per_line_until_signalled(
 
     await speaker.join("a")
     await speaker.join("b")
-    await speaker.say("a", {"n": 1})
-    await speaker.say("b", "two")
+    in_a = await speaker.say("a", {"n": 1})
+    in_b = await speaker.say("b", "two")
     await speaker.leave("a")
 
     who = speaker.session
+    assert in_a is not None and in_b is not None
     assert [await listening.event() for _ in range(5)] == [
         {"type": "joined", "room": "a", "session": who},
         {"type": "joined", "room": "b", "session": who},
-        {"type": "message", "room": "a", "from": who, "body": {"n": 1}},
-        {"type": "message", "room": "b", "from": who, "body": "two"},
+        {"type": "message", "room": "a", "from": who, "body": {"n": 1}, **_at(in_a)},
+        {"type": "message", "room": "b", "from": who, "body": "two", **_at(in_b)},
         {"type": "left", "room": "a", "session": who},
     ]
     listening.process.send_signal(stop_signal)
@@ -186,7 +192,9 @@ async def test_chat_says_typed_lines_prints_others_and_leaves_on_eof(
     ann = joined["session"]
 
     chatting.write("hello there\n")
-    assert await listening.event() == {
+    heard = await listening.event()
+    assert {key: heard.pop(key) for key in ("offset", "epoch")}["offset"] == 1
+    assert heard == {
         "type": "message",
         "room": "lobby",
         "from": ann,

@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from broker.commands.tools import describe, error_label, event_json, parse_body, refusal_hint
-from roomcast_client import Disconnected, Joined, Left, Message, Reconnected
+from roomcast_client import Disconnected, Gap, Joined, Left, Message, Reconnected
 from roomcast_client.errors import ConnectFailed, NotMember, RequestTimeout
 
 
@@ -64,6 +64,21 @@ def test_lifecycle_events_print_as_json_with_their_own_types() -> None:
         "node": "n-1",
         "rooms": ["a"],
         "failed": {"b": "not_member"},
+    }
+
+
+def test_gap_line_says_how_many_messages_were_dropped() -> None:
+    assert describe(Gap("r", "e-1", 3, 9, 6)) == "[r] * 6 messages dropped unread"
+
+
+def test_gap_prints_as_json_with_its_range() -> None:
+    assert msgspec.json.decode(event_json(Gap("r", "e-1", 3, 9, 6))) == {
+        "type": "gap",
+        "room": "r",
+        "epoch": "e-1",
+        "after_offset": 3,
+        "last_offset": 9,
+        "dropped": 6,
     }
 
 

@@ -15,12 +15,16 @@ from websockets.asyncio.client import ClientConnection, connect
 
 Frame = dict[str, Any]
 
+REPLY_TYPES = frozenset({"ok", "error", "pong", "history"})
+"""Frames that answer a request (docs/HISTORY-PRESENCE.md adds ``history``)."""
+
 
 class WireClient:
     """One WebSocket connection that keeps replies and events apart.
 
-    Replies (``ok``, ``error``, ``pong`` with a ``ref``) are matched to the
-    request that carried the ref; everything else lands in ``events``.
+    Replies (``ok``, ``error``, ``pong``, ``history`` with a ``ref``) are
+    matched to the request that carried the ref; everything else lands in
+    ``events``.
     """
 
     def __init__(self, ws: ClientConnection) -> None:
@@ -50,9 +54,7 @@ class WireClient:
         async for raw in self.ws:
             frame = json.loads(raw)
             ref = frame.get("ref")
-            future = (
-                self.replies.pop(ref, None) if frame["type"] in {"ok", "error", "pong"} else None
-            )
+            future = self.replies.pop(ref, None) if frame["type"] in REPLY_TYPES else None
             if future is not None and not future.done():
                 future.set_result(frame)
             else:
