@@ -45,6 +45,14 @@ def anonymous() -> Iterator[BrokerProcess]:
     node.cleanup()
 
 
+@pytest.fixture(scope="package")
+def anonymous_v1() -> Iterator[BrokerProcess]:
+    """An anonymous node without history: frames exactly as in PROTOCOL.md."""
+    node = BrokerProcess(args=["--history-size", "0"])
+    yield node.start()
+    node.cleanup()
+
+
 async def refused(url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
     """Open a WebSocket that must be refused; returns the HTTP status and JSON body."""
     with pytest.raises(InvalidStatus) as info:

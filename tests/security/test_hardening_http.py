@@ -127,7 +127,7 @@ def test_publish_without_an_api_key_configured_says_how_to_enable_it(
 def test_a_chunked_publish_is_accepted(secured: BrokerProcess) -> None:
     body = chunked(b'{"room":"chunky",', b'"body":"split"}')
     answer = exchange(secured.port, post("/publish", body, "Transfer-Encoding: chunked"))
-    assert (answer.status, answer.json()) == (202, {"status": "accepted"})
+    assert (answer.status, answer.json()["status"]) == (202, "accepted")
 
 
 def test_a_chunked_publish_over_the_size_limit_is_413(secured: BrokerProcess) -> None:
