@@ -19,7 +19,9 @@ import redis.asyncio as aioredis
 from broker.backends import BackendUnavailable, Delivery
 from broker.backends.base import Membership, Position, PresenceHooks
 from broker.backends.redis import RedisBackend, redis_client_factory
+from broker.backends.redis import history as history_module
 from broker.backends.redis.envelope import RoomKeys
+from broker.backends.redis.history import REFRESH_FRACTION
 from protocol import with_position
 from tests.security.test_redis_acl import USER, rule_for
 from tests.support.processes import RedisServer
@@ -27,8 +29,10 @@ from tests.support.processes import RedisServer
 pytestmark = pytest.mark.redis
 
 SIZE = 5
-TTL = 30.0
+TTL = 32.0
 META_TTL = 300.0
+REFRESH = TTL * 1000 / REFRESH_FRACTION
+"""Milliseconds added to both TTLs: expiry is refreshed at most this often."""
 
 
 def frame(body: str) -> bytes:
@@ -109,6 +113,24 @@ async def node_of(redis_server: RedisServer) -> AsyncIterator[NodeFactory]:
         await node.backend.close()
 
 
+class Clock:
+    """The monotonic clock the history module reads, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Stands in for the history module's clock (only that module's)."""
+    fake = Clock()
+    monkeypatch.setattr(history_module, "monotonic", fake)
+    return fake
+
+
 @pytest.fixture
 async def node(node_of: NodeFactory) -> Node:
     return await node_of()
@@ -172,16 +194,80 @@ async def test_history_holds_exactly_the_last_history_size_messages(
     assert read.offset == SIZE + 3
 
 
+async def test_a_node_with_a_lower_history_size_trims_the_history_to_it(
+    node_of: NodeFactory, redis: aioredis.Redis
+) -> None:
+    larger, smaller = await node_of(), await node_of(history_size=2)
+    for i in range(SIZE):
+        await say(larger, "lobby", str(i))
+
+    await say(smaller, "lobby", "last")
+
+    assert await redis.llen(RoomKeys.of("t", "lobby").history) == 2
+    read = await smaller.backend.read_history("lobby")
+    assert [offset for offset, _ in read.messages] == [SIZE, SIZE + 1]
+
+
+async def pttls(redis: aioredis.Redis) -> tuple[int, int]:
+    """The milliseconds the lobby's history and position have left."""
+    keys = RoomKeys.of("t", "lobby")
+    return await redis.pttl(keys.history), await redis.pttl(keys.position)
+
+
 async def test_history_expires_ttl_and_the_position_meta_ttl_after_the_last_message(
     node: Node, redis: aioredis.Redis
 ) -> None:
     await say(node, "lobby", "a")
+
+    history_ttl, position_ttl = await pttls(redis)
+
+    # Refreshed at most every REFRESH ms, so set to TTL + REFRESH: never less
+    # than TTL after a message (README, "Delivery guarantees").
+    assert TTL * 1000 < history_ttl <= TTL * 1000 + REFRESH
+    assert META_TTL * 1000 < position_ttl <= META_TTL * 1000 + REFRESH
+
+
+async def test_a_say_within_the_refresh_interval_leaves_the_expiry_as_it_was(
+    node: Node, redis: aioredis.Redis, clock: Clock
+) -> None:
+    await say(node, "lobby", "a")
     keys = RoomKeys.of("t", "lobby")
+    await redis.pexpire(keys.history, 20_000)
+    await redis.pexpire(keys.position, 20_000)
+    clock.now += REFRESH / 1000 * 0.9
 
-    history_ttl, position_ttl = await redis.pttl(keys.history), await redis.pttl(keys.position)
+    await say(node, "lobby", "b")
 
-    assert TTL * 1000 - 5000 < history_ttl <= TTL * 1000
-    assert META_TTL * 1000 - 5000 < position_ttl <= META_TTL * 1000
+    # Still at least TTL after "b": 20 s is what Redis had left of TTL + REFRESH.
+    assert all(ttl <= 20_000 for ttl in await pttls(redis))
+
+
+async def test_a_say_once_the_refresh_interval_passed_sets_the_expiry_again(
+    node: Node, redis: aioredis.Redis, clock: Clock
+) -> None:
+    await say(node, "lobby", "a")
+    keys = RoomKeys.of("t", "lobby")
+    await redis.pexpire(keys.history, 20_000)
+    await redis.pexpire(keys.position, 20_000)
+    clock.now += REFRESH / 1000
+
+    await say(node, "lobby", "b")
+
+    history_ttl, position_ttl = await pttls(redis)
+    assert TTL * 1000 < history_ttl <= TTL * 1000 + REFRESH
+    assert META_TTL * 1000 < position_ttl <= META_TTL * 1000 + REFRESH
+
+
+async def test_a_history_created_between_refreshes_gets_its_expiry(
+    node: Node, redis: aioredis.Redis
+) -> None:
+    await say(node, "lobby", "a")
+    await redis.delete(RoomKeys.of("t", "lobby").history)  # the history expired
+
+    await say(node, "lobby", "b")
+
+    history_ttl, _ = await pttls(redis)
+    assert TTL * 1000 < history_ttl <= TTL * 1000 + REFRESH
 
 
 async def test_the_epoch_outlives_expired_messages_within_the_meta_ttl(
@@ -209,6 +295,21 @@ async def test_a_new_epoch_starts_at_1_once_the_position_expired(
     assert later.offset == 1 and later.epoch != first.epoch
     read = await node.backend.read_history("lobby")
     assert [offset for offset, _ in read.messages] == [1]
+
+
+async def test_an_epoch_another_node_started_is_taken_by_a_node_remembering_an_older_one(
+    node_of: NodeFactory, redis: aioredis.Redis
+) -> None:
+    first, other = await node_of(), await node_of()
+    old = await say(first, "lobby", "a")
+    await redis.delete(RoomKeys.of("t", "lobby").position)  # the position expired
+    started = await say(other, "lobby", "b")
+
+    later = await say(first, "lobby", "c")
+
+    assert old is not None and started is not None and started.epoch != old.epoch
+    assert later == Position(2, started.epoch)
+    assert await redis.hkeys(RoomKeys.of("t", "lobby").position) == [started.epoch.encode()]
 
 
 async def test_a_new_epoch_starts_at_1_after_flushall(node: Node, redis: aioredis.Redis) -> None:
@@ -386,18 +487,26 @@ async def test_the_readmes_acl_user_may_do_everything_history_needs(
     password = "history-acl-password-1234"
     assert redis_server.cli(*rule_for(password).split()) == "OK"
     url = f"redis://{USER}:{password}@127.0.0.1:{redis_server.port}/0"
-    node = Node(RedisBackend(redis_client_factory(url), node="n-acl", history_size=SIZE))
-    await node.backend.start(node.deliver, node.hooks())
+    node, smaller = (
+        Node(RedisBackend(redis_client_factory(url), node=f"n-acl-{size}", history_size=size))
+        for size in (SIZE, 2)
+    )
     try:
+        for each in (node, smaller):
+            await each.backend.start(each.deliver, each.hooks())
         await node.backend.subscribe("lobby")
         await node.backend.read_history("lobby")
-        await say(node, "lobby", "a")
+        for i in range(SIZE + 1):  # the last one drops the oldest (LPOP)
+            await say(node, "lobby", str(i))
         await node.backend.publish("lobby", "s-1", b'{"type":"joined"}', history=False)
-        await node.until(lambda: len(node.received) == 2)
+        await node.until(lambda: len(node.received) == SIZE + 2)
+        await say(smaller, "lobby", "x")  # a lowered size trims (LTRIM)
+        assert redis_server.cli("LLEN", RoomKeys.of("roomcast", "lobby").history.decode()) == "2"
         await node.backend.read_history("lobby", 0, 5, 1)
         await node.backend.rotate_epoch("lobby", "e-1")
         node.backend.unsubscribe("lobby")
         assert node.backend.healthy()
     finally:
-        await node.backend.close()
+        for each in (node, smaller):
+            await each.backend.close()
     assert redis_server.cli("ACL", "LOG") == ""
