@@ -7,7 +7,9 @@ between the wire, the session and the node. Requests are handled in the order
 they arrive: most complete at once, in the wire's ``data_received``; a
 ``join`` that must wait for the backend holds back the frames after it (and,
 past a few, the socket's reading) until it is done. ``join``, ``leave`` and
-``say`` are answered once the backend settled what they published.
+``say`` are answered once the backend settled what they published;
+``history`` and ``presence`` once the store's read came back, while the
+requests after them go on.
 
 Authenticated sessions (docs/PROTOCOL-ADDITIONS.md): the connection is
 closed with 1008 at the token's ``exp`` unless a ``refresh`` moved it.
@@ -24,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -40,6 +43,7 @@ from broker.session import (
     LeaveRoom,
     Publish,
     ReadHistory,
+    ReadPresence,
     Reauthorized,
     Rejoin,
     Reply,
@@ -59,6 +63,7 @@ from protocol import (
     error_frame,
 )
 from protocol import Position as SincePosition
+from protocol.codec import encode_presence
 
 __all__ = ["ClientConnection", "ClientWire", "ConnectionLimits"]
 
@@ -157,7 +162,7 @@ class ClientConnection:
         "_idle_timer",
         "_joining",
         "_joining_room",
-        "_reading_history",
+        "_reading",
         "_reading_paused",
         "node",
         "outbox",
@@ -193,8 +198,9 @@ class ClientConnection:
         self._joining_room: str | None = None
         self._closed = False
         self._reading_paused = False
-        # History reads in flight: held so the loop's weak reference is not their only one.
-        self._reading_history: set[asyncio.Task[None]] = set()
+        # History and presence reads in flight: held so the loop's weak
+        # reference is not their only one.
+        self._reading: set[asyncio.Task[None]] = set()
         self._idle_timer: asyncio.TimerHandle | None = None
         if limits.idle_timeout > 0:
             self._idle_timer = asyncio.get_running_loop().call_later(
@@ -294,10 +300,9 @@ class ClientConnection:
                 case Rejoin(room=room, ref=ref):
                     self._reply_ok(ref, self.node.position(room))
                 case ReadHistory(room=room, limit=limit, before=before, ref=ref):
-                    reading = self._read_history(room, limit, before, ref)
-                    task = asyncio.get_running_loop().create_task(reading)
-                    self._reading_history.add(task)
-                    task.add_done_callback(self._reading_history.discard)
+                    self._read_later(self._read_history(room, limit, before, ref))
+                case ReadPresence(room=room, ref=ref):
+                    self._read_later(self._read_presence(room, ref))
                 case LeaveRoom(room=room, ref=ref):
                     told = self.node.leave(room, self.session.id, self.session.user)
                     told.add_done_callback(lambda _: self._reply_ok(ref))
@@ -377,6 +382,30 @@ class ClientConnection:
         else:
             frames = [frame for _, frame in read.messages]
             self.outbox.send_payload(encode_history(room, (read.offset, read.epoch), frames, ref))
+
+    async def _read_presence(self, room: str, ref: Ref | None) -> None:
+        # docs/HISTORY-PRESENCE.md, "Presence": the store away is
+        # `unavailable`, and the connection stays open.
+        try:
+            read = await self.node.presence(room)
+        except BackendUnavailable as exc:
+            log.warning("presence failed session=%s room=%s: %s", self.session.id, room, exc)
+            self._reply_error(ProtocolError(ErrorCode.UNAVAILABLE, "backend unavailable", ref))
+            return
+        except Exception:
+            log.exception("presence failed session=%s room=%s", self.session.id, room)
+            self._reply_error(ProtocolError(ErrorCode.INTERNAL, "internal error", ref))
+            return
+        self.outbox.send_payload(
+            encode_presence(room, read.count, read.users, read.members, read.truncated, ref)
+        )
+
+    def _read_later(self, reading: Coroutine[Any, Any, None]) -> None:
+        # A read answers on its own, after the requests behind it that
+        # complete at once, as a say's ok does.
+        task = asyncio.get_running_loop().create_task(reading)
+        self._reading.add(task)
+        task.add_done_callback(self._reading.discard)
 
     # --- replies -------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """A node: the hub, the backend and the subscriptions wired together, and the
-operations a connection asks of them (publish, join, leave, history).
+operations a connection asks of them (publish, join, leave, history,
+presence).
 
 Delivery rule (PROTOCOL.md, "Semantics": every other member receives a
 message exactly once; docs/HISTORY-PRESENCE.md, "No lost messages inside the
@@ -24,10 +25,20 @@ way: once the backend settled the membership announcement (``joined`` or
 members are told. Announcements the backend refused are kept and sent again
 (:mod:`broker.announcements`).
 
+Read after acknowledgement (docs/HISTORY-PRESENCE.md, "Presence"): both
+record the change in the room's presence (``Backend.track``) before they
+publish the announcement, and ``Backend.track`` is ordered before every
+later publish of the node. A join's ``ok`` waits for its ``joined`` to be
+settled, so it is sent only once presence lists the session; a leave (or a
+disconnect, which leaves every room) is removed from presence before its
+``left`` is announced. While the store is away, the announcement is refused
+at once, the change is recorded when the store is back, and ``presence``
+answers ``unavailable`` meanwhile.
+
 Invariants:
     * A session is in ``hub`` for a room exactly while this node holds the
       room's subscription on its behalf, and the backend tracks that
-      membership (for crash recovery).
+      membership (for presence and crash recovery).
     * With history, ``_sequences`` has a room exactly while the room is open
       on this node; members have been handed every offset up to its
       ``offset``, in order.
@@ -55,12 +66,14 @@ from broker.backends.base import (
     Membership,
     Position,
     PresenceHooks,
+    PresenceRead,
 )
 from broker.counters import Counters
 from broker.hub import Hub
 from broker.outbox import FlushScheduler, Outbox
 from broker.sequencer import RoomSequence
 from broker.subscriptions import RoomSubscriptions
+from protocol import MAX_PRESENCE_MEMBERS
 from protocol import Position as SincePosition
 
 __all__ = ["HOUSEKEEPING_INTERVAL", "JoinAnswer", "Node", "new_node_id", "new_session_id"]
@@ -117,6 +130,9 @@ class Node:
         self._advanced: dict[str, asyncio.Event] = {}
         self._fills: set[asyncio.Task[None]] = set()
         self._read_slots = asyncio.Semaphore(MAX_READS_IN_FLIGHT)
+        # Presence reads are never shared (one begun before a join's ok would
+        # miss the joiner), but bounded like history reads.
+        self._presence_slots = asyncio.Semaphore(MAX_READS_IN_FLIGHT)
         self._reads: dict[tuple[str, int, int | None, int | None], asyncio.Future[HistoryRead]] = {}
         self._subscriptions = RoomSubscriptions(self._open_room, self._close_room)
         self._announcements = Announcements(self._announce)
@@ -218,6 +234,8 @@ class Node:
             outbox.send_payload(frame)
         position = None if sequence is None else Position(sequence.offset, sequence.epoch or "")
         membership = Membership(room, session, user)
+        # Presence first: the track is ordered before the joined's publish,
+        # and the ok waits for that publish (read after acknowledgement).
         self.backend.track(membership, member=True)
         await _settled(self._announcements.joined(membership))
         if answer is not None:
@@ -239,6 +257,7 @@ class Node:
         if not self.hub.remove(room, session):
             return _settled(None)
         membership = Membership(room, session, user)
+        # Out of presence before its left is announced (read after acknowledgement).
         self.backend.track(membership, member=False)
         announced = self._announcements.left(membership)
         self._subscriptions.release(room)
@@ -262,6 +281,16 @@ class Node:
         if not self._history:
             return None
         return await self._read(room, before=before, limit=limit)
+
+    async def presence(self, room: str) -> PresenceRead:
+        """Who is in ``room`` on every node, at most
+        :data:`~protocol.MAX_PRESENCE_MEMBERS` members listed.
+
+        Raises:
+            BackendUnavailable: the store could not be read.
+        """
+        async with self._presence_slots:
+            return await self.backend.presence(room, MAX_PRESENCE_MEMBERS)
 
     def flush(self) -> None:
         """Write every queued frame now (before closing connections)."""

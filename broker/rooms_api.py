@@ -1,9 +1,14 @@
-"""The server API's read endpoints (docs/HISTORY-PRESENCE.md, "Server API"):
-``GET /rooms/{room}/history?limit=N&before=OFFSET``, behind ``--api-key``.
+"""The server API's read endpoints (docs/HISTORY-PRESENCE.md, "Server API"),
+behind ``--api-key``:
 
-The answer is the ``history`` reply without ``type`` and ``ref``: the
-room's current position and its kept messages, oldest first, each exactly as
-members received it. Errors use the one HTTP error body.
+* ``GET /rooms/{room}/history?limit=N&before=OFFSET``: the ``history`` reply
+  without ``type`` and ``ref``: the room's current position and its kept
+  messages, oldest first, each exactly as members received it.
+* ``GET /rooms/{room}/presence``: the ``presence`` reply without ``type`` and
+  ``ref``: every session in the room on every node (at most
+  :data:`~protocol.MAX_PRESENCE_MEMBERS` listed), cluster-wide.
+
+Errors use the one HTTP error body.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Final
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from broker.api_key import ApiKey
 from broker.backends.base import BackendUnavailable
@@ -19,13 +24,14 @@ from broker.http_answer import HttpAnswer, error_answer
 from broker.node import Node
 from broker.tokens import HeaderLookup
 from protocol import ErrorCode, encode_history, is_valid_room
+from protocol.codec import encode_presence
 
 __all__ = ["ROOMS_PREFIX", "RoomsApi", "room_endpoint"]
 
 log = logging.getLogger("broker.rooms_api")
 
 ROOMS_PREFIX: Final = "/rooms/"
-_ENDPOINT = re.compile(r"/rooms/([^/]*)/(history)")
+_ENDPOINT = re.compile(r"/rooms/([^/]*)/(history|presence)")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 
 
@@ -41,7 +47,7 @@ class RoomsApi:
     """The read endpoints of one node.
 
     Args:
-        node: reads the room's history.
+        node: reads the room's history and presence.
         api_key: the key a caller must present.
         history_size: the node's ``--history-size`` (bounds ``limit``).
     """
@@ -51,18 +57,19 @@ class RoomsApi:
         self._key = api_key
         self._history_size = history_size
 
+    async def answer(self, endpoint: str, target: str, headers: HeaderLookup) -> HttpAnswer:
+        """Answer ``GET /rooms/{room}/{endpoint}``, an ``endpoint`` that
+        :func:`room_endpoint` found."""
+        if endpoint == "presence":
+            return await self.presence(target, headers)
+        return await self.history(target, headers)
+
     async def history(self, target: str, headers: HeaderLookup) -> HttpAnswer:
         """Answer ``GET /rooms/{room}/history`` (``target`` with its query)."""
-        refused = self._key.refusal(headers)
-        if refused is not None:
-            return refused
-        split = urlsplit(target)
-        found = room_endpoint(split.path)
-        assert found is not None, "routed here only for a history path"
-        room = found[0]
-        if not is_valid_room(room):
-            message = f"bad room name {room[:140]!r}: 1-128 of A-Z a-z 0-9 _ . : @ -"
-            return error_answer(400, ErrorCode.BAD_ROOM, message)
+        checked = self._checked_room(target, headers)
+        if isinstance(checked, HttpAnswer):
+            return checked
+        room, split = checked
         query = parse_qs(split.query, keep_blank_values=True)
         limit = _whole(query, "limit", 1, max(self._history_size, 1))
         before = _whole(query, "before", 1, None)
@@ -79,6 +86,39 @@ class RoomsApi:
             return HttpAnswer(200, encode_history(room, None, [], http=True))
         frames = [frame for _, frame in read.messages]
         return HttpAnswer(200, encode_history(room, (read.offset, read.epoch), frames, http=True))
+
+    async def presence(self, target: str, headers: HeaderLookup) -> HttpAnswer:
+        """Answer ``GET /rooms/{room}/presence`` (``target`` with its query,
+        which is ignored)."""
+        checked = self._checked_room(target, headers)
+        if isinstance(checked, HttpAnswer):
+            return checked
+        room = checked[0]
+        try:
+            read = await self._node.presence(room)
+        except BackendUnavailable as exc:
+            log.warning("presence API: room=%s: %s", room, exc)
+            return error_answer(503, ErrorCode.UNAVAILABLE, "the backend could not be read")
+        return HttpAnswer(
+            200,
+            encode_presence(room, read.count, read.users, read.members, read.truncated, http=True),
+        )
+
+    def _checked_room(
+        self, target: str, headers: HeaderLookup
+    ) -> tuple[str, SplitResult] | HttpAnswer:
+        # The key first (401 tells nothing about rooms), then the room (400).
+        refused = self._key.refusal(headers)
+        if refused is not None:
+            return refused
+        split = urlsplit(target)
+        found = room_endpoint(split.path)
+        assert found is not None, "routed here only for a /rooms/{room}/... path"
+        room = found[0]
+        if not is_valid_room(room):
+            message = f"bad room name {room[:140]!r}: 1-128 of A-Z a-z 0-9 _ . : @ -"
+            return error_answer(400, ErrorCode.BAD_ROOM, message)
+        return room, split
 
 
 def _whole(

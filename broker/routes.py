@@ -1,6 +1,6 @@
 """The node's endpoints: who may open a WebSocket at ``/ws``, and the plain
 HTTP side (``GET``/``HEAD`` ``/healthz``, ``/livez``, ``/metrics``;
-``POST /publish``).
+``POST /publish``; ``GET /rooms/{room}/history`` and ``/presence``).
 
 Security (docs/PROTOCOL-ADDITIONS.md, "Authentication"): the handshake passes
 the origin allowlist and, unless the node is anonymous, the token check; the
@@ -45,7 +45,8 @@ API_DISABLED: Final = error_answer(
     404,
     HttpErrorCode.NOT_FOUND,
     "the server API is disabled on this node: start it with --api-key "
-    "(or BROKER_API_KEY) to enable POST /publish and GET /rooms/{room}/history",
+    "(or BROKER_API_KEY) to enable POST /publish, GET /rooms/{room}/history "
+    "and GET /rooms/{room}/presence",
 )
 DRAINING: Final = error_answer(
     503, HttpErrorCode.DRAINING, "the node is shutting down: connect to another one"
@@ -151,14 +152,15 @@ class NodeRoutes:
             if method != "POST":
                 return _not_allowed("POST")
             return partial(api.handle, request)
-        if path.startswith(ROOMS_PREFIX) and room_endpoint(path) is not None:
+        found = room_endpoint(path) if path.startswith(ROOMS_PREFIX) else None
+        if found is not None:
             rooms = self.rooms_api
             if rooms is None:
                 return API_DISABLED
             if method != "GET":
                 return _not_allowed("GET")
-            target, headers = request.target, request
-            return lambda _body: rooms.history(target, headers)
+            endpoint, target, headers = found[1], request.target, request
+            return lambda _body: rooms.answer(endpoint, target, headers)
         if path == WS_PATH:
             return NOT_UPGRADED
         return error_answer(404, HttpErrorCode.NOT_FOUND, f"no endpoint at {path[:100]}")

@@ -41,6 +41,7 @@ from protocol import (
     Ping,
     Pong,
     Position,
+    Presence,
     ProtocolError,
     Ref,
     Refresh,
@@ -54,6 +55,7 @@ __all__ = [
     "Plan",
     "Publish",
     "ReadHistory",
+    "ReadPresence",
     "Reauthorized",
     "Rejoin",
     "Reply",
@@ -101,6 +103,15 @@ class ReadHistory:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadPresence:
+    """Answer ``ref`` with who is in ``room`` on every node
+    (docs/HISTORY-PRESENCE.md, "Presence")."""
+
+    room: str
+    ref: Ref | None
+
+
+@dataclass(frozen=True, slots=True)
 class LeaveRoom:
     """Remove the session from ``room``, then answer ``ref``."""
 
@@ -133,6 +144,7 @@ Plan = (
     | LeaveRoom
     | Publish
     | ReadHistory
+    | ReadPresence
     | Reauthorized
     | None
 )
@@ -265,6 +277,11 @@ class Session:
                     None if before is msgspec.UNSET else before,
                     ref,
                 )
+            case Presence(room=room, ref=ref):
+                # docs/HISTORY-PRESENCE.md, "Presence": only a member may ask.
+                if room not in self.rooms:
+                    return _not_member(room, ref)
+                return ReadPresence(room, ref)
             case _:  # pragma: no cover - unreachable: mypy checks the match is exhaustive
                 assert_never(request)
 

@@ -13,6 +13,7 @@ from protocol.codec import (
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.http_api import HttpError, HttpErrorCode, http_error_body
 from protocol.messages import (
+    MAX_PRESENCE_MEMBERS,
     PROTOCOL_VERSION,
     ClientMessage,
     Epoch,
@@ -29,6 +30,9 @@ from protocol.messages import (
     Ping,
     Pong,
     Position,
+    Presence,
+    PresenceMember,
+    PresenceReply,
     Ref,
     Refresh,
     Say,
@@ -39,6 +43,7 @@ from protocol.rules import is_valid_room
 
 __all__ = [
     "CLOSE_RULES",
+    "MAX_PRESENCE_MEMBERS",
     "PROTOCOL_VERSION",
     "ClientMessage",
     "CloseCode",
@@ -59,6 +64,9 @@ __all__ = [
     "Ping",
     "Pong",
     "Position",
+    "Presence",
+    "PresenceMember",
+    "PresenceReply",
     "ProtocolError",
     "ReconnectRule",
     "Ref",

@@ -7,6 +7,7 @@ place where a bad frame becomes ``bad_json``, ``bad_message`` or ``bad_room``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -18,6 +19,9 @@ from protocol.messages import (
     History,
     Join,
     Leave,
+    Presence,
+    PresenceMember,
+    PresenceReply,
     Ref,
     Say,
     ServerMessage,
@@ -29,6 +33,7 @@ __all__ = [
     "decode_server_message",
     "encode",
     "encode_history",
+    "encode_presence",
     "error_frame",
     "sender_of",
     "with_position",
@@ -79,7 +84,9 @@ def decode_request(frame: bytes | str) -> ClientMessage | ProtocolError:
         return ProtocolError(ErrorCode.BAD_JSON, str(exc))
     except RecursionError:
         return ProtocolError(ErrorCode.BAD_JSON, "JSON is nested too deeply")
-    if isinstance(request, Join | Leave | Say | History) and not is_valid_room(request.room):
+    if isinstance(request, Join | Leave | Say | History | Presence) and not is_valid_room(
+        request.room
+    ):
         return ProtocolError(
             ErrorCode.BAD_ROOM,
             f"bad room name {request.room[:140]!r}: 1-128 of A-Z a-z 0-9 _ . : @ -",
@@ -161,6 +168,54 @@ def encode_history(
     if http:
         return _encoder.encode(_HistoryBody(room, offset, epoch, messages))
     return _encoder.encode(_HistoryFrames(ref, room, offset, epoch, messages))
+
+
+class _PresenceBody(msgspec.Struct):
+    """The presence endpoint's body: ``PresenceReply`` without ``type`` and
+    ``ref`` (a test keeps the two in step)."""
+
+    room: str
+    count: int
+    users: int
+    members: list[PresenceMember] = msgspec.field(default_factory=list)
+    truncated: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+def encode_presence(
+    room: str,
+    count: int,
+    users: int,
+    members: Sequence[tuple[str, str | None]],
+    truncated: bool,
+    ref: Ref | None = None,
+    *,
+    http: bool = False,
+) -> bytes:
+    """Encode the ``presence`` reply (or, with ``http``, the body of
+    ``GET /rooms/{room}/presence``: the reply without ``type`` and ``ref``).
+
+    Args:
+        room: the room.
+        count: sessions in the room on every node.
+        users: distinct users among them.
+        members: the sessions listed, ``(session, user or None)``.
+        truncated: whether ``members`` lists fewer than ``count`` (written
+            only when true).
+        ref: the request's ``ref``.
+        http: encode the HTTP body (no ``type``, no ``ref``).
+    """
+    listed = [
+        PresenceMember(session, msgspec.UNSET if user is None else user)
+        for session, user in members
+    ]
+    more: bool | msgspec.UnsetType = True if truncated else msgspec.UNSET
+    if http:
+        body = _PresenceBody(room=room, count=count, users=users, members=listed, truncated=more)
+        return _encoder.encode(body)
+    reply = PresenceReply(
+        ref=ref, room=room, count=count, users=users, members=listed, truncated=more
+    )
+    return _encoder.encode(reply)
 
 
 class _Sender(msgspec.Struct):

@@ -26,6 +26,7 @@ from typing import Annotated, Final
 import msgspec
 
 __all__ = [
+    "MAX_PRESENCE_MEMBERS",
     "PROTOCOL_VERSION",
     "ClientMessage",
     "Epoch",
@@ -42,6 +43,9 @@ __all__ = [
     "Ping",
     "Pong",
     "Position",
+    "Presence",
+    "PresenceMember",
+    "PresenceReply",
     "Ref",
     "Refresh",
     "Say",
@@ -132,7 +136,14 @@ class History(_Base, tag="history"):
     ref: Ref | None = None
 
 
-ClientMessage = Join | Leave | Say | Ping | Refresh | History
+class Presence(_Base, tag="presence"):
+    """Ask who is in ``room``, cluster-wide (docs/HISTORY-PRESENCE.md, "Presence")."""
+
+    room: _RoomField
+    ref: Ref | None = None
+
+
+ClientMessage = Join | Leave | Say | Ping | Refresh | History | Presence
 """Any request a client may send."""
 
 
@@ -214,5 +225,32 @@ class HistoryReply(_Base, tag="history"):
     messages: list[Message] = msgspec.field(default_factory=list)
 
 
-ServerMessage = Welcome | Ok | Error | Pong | Message | Joined | Left | HistoryReply
+class PresenceMember(msgspec.Struct):
+    """One session in a room, with its user where known."""
+
+    session: str
+    user: _UserField = msgspec.UNSET
+
+
+MAX_PRESENCE_MEMBERS: Final = 1000
+"""Members a presence reply lists at most (``truncated`` says there are more)."""
+
+
+class PresenceReply(_Base, tag="presence"):
+    """The answer to ``presence``: every session in the room on every node.
+
+    ``count`` is the number of sessions, ``users`` the number of distinct
+    users (anonymous sessions count as none); ``members`` lists at most
+    :data:`MAX_PRESENCE_MEMBERS` sessions, with ``truncated`` when there are more.
+    """
+
+    ref: Ref | None
+    room: str
+    count: Annotated[int, msgspec.Meta(ge=0)]
+    users: Annotated[int, msgspec.Meta(ge=0)]
+    members: list[PresenceMember] = msgspec.field(default_factory=list)
+    truncated: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+ServerMessage = Welcome | Ok | Error | Pong | Message | Joined | Left | HistoryReply | PresenceReply
 """Any frame the server may send."""

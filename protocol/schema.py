@@ -25,7 +25,7 @@ def json_schema() -> dict[str, Any]:
     (client, server), components = msgspec.json.schema_components(
         [ClientMessage, ServerMessage], ref_template="#/$defs/{name}"
     )
-    for name in ("Join", "Leave", "Say"):
+    for name in ("Join", "Leave", "Say", "History", "Presence"):
         room = components[name]["properties"]["room"]
         room.update(pattern=ROOM_PATTERN, minLength=1, maxLength=ROOM_MAX_LENGTH)
     components["ClientMessage"] = client

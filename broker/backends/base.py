@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "OutcomeUnknown",
     "Position",
     "PresenceHooks",
+    "PresenceRead",
 ]
 
 
@@ -60,6 +62,20 @@ class HistoryRead(NamedTuple):
 
 DeliverBatch = Callable[[Sequence[Delivery]], None]
 """Called by a backend, never awaiting, with what arrived together."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceRead:
+    """Who is in a room, cluster-wide, in one look at the store."""
+
+    count: int
+    """Sessions in the room on every node."""
+    users: int
+    """Distinct users among them (anonymous sessions count as none)."""
+    members: Sequence[tuple[str, str | None]]
+    """At most the ``limit`` asked for: ``(session, user or None)``."""
+    truncated: bool
+    """Whether ``members`` lists fewer than ``count``."""
 
 
 class Membership(NamedTuple):
@@ -130,8 +146,24 @@ class Backend(Protocol):
         never call it)."""
 
     def track(self, membership: Membership, member: bool) -> None:
-        """Record that ``membership`` began (``member``) or ended, so that
-        another node can announce its ``left`` if this one dies."""
+        """Record that ``membership`` began (``member``) or ended: in the
+        room's presence (docs/HISTORY-PRESENCE.md, "Presence"), and so that
+        another node can announce its ``left`` if this one dies.
+
+        Ordered before every publish this node makes afterwards: a ``joined``
+        (or ``left``) published after it is announced only once presence
+        shows the change. While the store is away, the change is recorded
+        when it is back. A record lives only while its node is alive (it
+        expires without the node's heartbeat, and a surviving node removes a
+        dead node's records within the node timeout)."""
+
+    async def presence(self, room: str, limit: int) -> PresenceRead:
+        """Who is in ``room`` on every node: counts in O(1), and at most
+        ``limit`` members listed.
+
+        Raises:
+            BackendUnavailable: the store could not be read.
+        """
 
     async def close(self) -> None:
         """Disconnect and stop every background task."""

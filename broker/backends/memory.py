@@ -4,7 +4,10 @@ Several :class:`MemoryBackend` objects attached to one :class:`MemoryBus` form
 a cluster inside one process, which the tests use to check cluster semantics
 without Redis. A node started from the CLI has a bus of its own. The bus
 keeps the rooms' history (:mod:`.memory_history`): positions are given and
-messages kept at publish, in the same step that hands them to the nodes.
+messages kept at publish, in the same step that hands them to the nodes. It
+also keeps the rooms' presence (:mod:`.memory_presence`), written by
+``track`` at once: presence shows a change before anything the node
+publishes afterwards, as the contract of ``Backend.track`` asks.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ from broker.backends.base import (
     Membership,
     Position,
     PresenceHooks,
+    PresenceRead,
 )
 from broker.backends.memory_history import MemoryHistory
+from broker.backends.memory_presence import MemoryPresence
 
 __all__ = ["MemoryBackend", "MemoryBus"]
 
 
 class MemoryBus:
-    """Rooms to the backends subscribed to them, and the rooms' history,
-    within one process.
+    """Rooms to the backends subscribed to them, the rooms' history and
+    their presence, within one process.
 
     Args:
         history: the rooms' history (default: none kept, no positions).
@@ -36,6 +41,7 @@ class MemoryBus:
     def __init__(self, history: MemoryHistory | None = None) -> None:
         self.subscribers: dict[str, set[MemoryBackend]] = {}
         self.history = history if history is not None else MemoryHistory(0, 0.0, 0.0)
+        self.presence = MemoryPresence()
 
 
 class MemoryBackend:
@@ -53,7 +59,13 @@ class MemoryBackend:
         self._deliver = deliver
 
     def track(self, membership: Membership, member: bool) -> None:
-        """Nothing to record: the nodes of a bus live and die together."""
+        """Record ``membership`` in the bus's presence at once. No expiry and
+        no reaping: the nodes of a bus live and die together."""
+        self._bus.presence.track(membership, member)
+
+    async def presence(self, room: str, limit: int) -> PresenceRead:
+        """Who is in ``room`` on every node of the bus (see the contract)."""
+        return self._bus.presence.read(room, limit)
 
     async def close(self) -> None:
         """Detach from the bus."""

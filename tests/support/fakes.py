@@ -19,6 +19,7 @@ from broker.backends.base import (
     Membership,
     Position,
     PresenceHooks,
+    PresenceRead,
 )
 from broker.frames import text_frame
 from broker.handshake import Opener
@@ -123,14 +124,29 @@ class HeldBackend:
         self.hold = False
         self.deliver: DeliverBatch | None = None
         self._published_more: asyncio.Event | None = None
-        self.presence: PresenceHooks | None = None
+        self.hooks: PresenceHooks | None = None
+        self.presence_down = False
 
     async def start(self, deliver: DeliverBatch, presence: PresenceHooks | None = None) -> None:
         self.deliver = deliver
-        self.presence = presence
+        self.hooks = presence
 
     def track(self, membership: Membership, member: bool) -> None:
         self.tracked.append((membership, member))
+
+    async def presence(self, room: str, limit: int) -> PresenceRead:
+        """Who ``track`` says is in ``room``; unavailable while ``presence_down``."""
+        if self.presence_down:
+            raise BackendUnavailable("down")
+        members: dict[str, str | None] = {}
+        for (where, session, user), member in self.tracked:
+            if where == room and member:
+                members[session] = user
+            elif where == room:
+                members.pop(session, None)
+        users = {user for user in members.values() if user is not None}
+        listed = list(members.items())[:limit]
+        return PresenceRead(len(members), len(users), listed, len(listed) < len(members))
 
     async def close(self) -> None:
         pass

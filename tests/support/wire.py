@@ -15,14 +15,15 @@ from websockets.asyncio.client import ClientConnection, connect
 
 Frame = dict[str, Any]
 
-REPLY_TYPES = frozenset({"ok", "error", "pong", "history"})
-"""Frames that answer a request (docs/HISTORY-PRESENCE.md adds ``history``)."""
+REPLY_TYPES = frozenset({"ok", "error", "pong", "history", "presence"})
+"""Frames that answer a request (docs/HISTORY-PRESENCE.md adds ``history`` and
+``presence``)."""
 
 
 class WireClient:
     """One WebSocket connection that keeps replies and events apart.
 
-    Replies (``ok``, ``error``, ``pong``, ``history`` with a ``ref``) are
+    Replies (``ok``, ``error``, ``pong``, ``history``, ``presence`` with a ``ref``) are
     matched to the request that carried the ref; everything else lands in
     ``events``.
     """

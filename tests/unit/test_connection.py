@@ -458,3 +458,50 @@ async def test_history_on_a_node_without_history_is_empty(
     send(connection, '{"type":"history","room":"lobby","ref":2}')
     await settle()
     assert wire.sent[-1] == {"type": "history", "ref": 2, "room": "lobby", "messages": []}
+
+
+# --- presence (docs/HISTORY-PRESENCE.md, "Presence") ------------------------------
+
+
+async def test_presence_is_answered_with_every_member_of_the_room(node: Node) -> None:
+    alice = Identity("alice", time.time() + 60, EVERY_ROOM)
+    connection, wire = connect(node, identity=alice)
+    other, _ = connect(node)
+    send(connection, '{"type":"join","room":"lobby","ref":1}')
+    send(other, '{"type":"join","room":"lobby","ref":1}')
+    await settle()
+    send(connection, '{"type":"presence","room":"lobby","ref":5}')
+    await settle()
+    assert wire.sent[-1] == {
+        "type": "presence",
+        "ref": 5,
+        "room": "lobby",
+        "count": 2,
+        "users": 1,
+        "members": [
+            {"session": connection.session.id, "user": "alice"},
+            {"session": other.session.id},
+        ],
+    }
+
+
+async def test_presence_of_a_room_not_joined_is_not_member(node: Node) -> None:
+    connection, wire = connect(node)
+    send(connection, '{"type":"presence","room":"lobby","ref":5}')
+    await settle()
+    assert (wire.sent[-1]["code"], wire.sent[-1]["ref"]) == ("not_member", 5)
+
+
+async def test_presence_while_the_store_is_away_is_unavailable_and_the_connection_stays(
+    node: Node, backend: GatedBackend
+) -> None:
+    connection, wire = connect(node)
+    send(connection, '{"type":"join","room":"lobby","ref":1}')
+    await settle()
+    backend.presence_down = True
+    send(connection, '{"type":"presence","room":"lobby","ref":5}')
+    await settle()
+    send(connection, '{"type":"ping","ref":6}')
+    assert wire.replies()[-2:] == [("error", 5), ("pong", 6)]
+    assert wire.sent[-2]["code"] == "unavailable"
+    assert wire.closes == []

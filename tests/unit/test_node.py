@@ -215,7 +215,7 @@ async def test_a_draining_node_is_not_healthy(node: Node) -> None:
 async def test_presence_hooks_announce_lost_and_revived_members(
     node: Node, held: HeldBackend
 ) -> None:
-    assert held.presence is not None
-    held.presence.lost([Membership("lobby", "s-dead", None)])
-    held.presence.revived([Membership("lobby", "s-back", "bob")])
+    assert held.hooks is not None
+    held.hooks.lost([Membership("lobby", "s-dead", None)])
+    held.hooks.revived([Membership("lobby", "s-back", "bob")])
     assert held.types() == ["left", "joined"]

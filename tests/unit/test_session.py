@@ -14,6 +14,7 @@ from broker.session import (
     LeaveRoom,
     Publish,
     ReadHistory,
+    ReadPresence,
     Reauthorized,
     Rejoin,
     Reply,
@@ -27,6 +28,7 @@ from protocol import (
     Leave,
     Ping,
     Position,
+    Presence,
     ProtocolError,
     Refresh,
     Say,
@@ -437,3 +439,20 @@ def test_history_limit_above_the_history_size_is_a_bad_message_naming_limit() ->
 def test_history_on_a_node_without_history_reads_nothing_whatever_the_limit() -> None:
     plan = with_history("lobby", size=0).plan(History(room="lobby", limit=500, ref=1))
     assert plan == ReadHistory("lobby", 500, None, 1)
+
+
+# --- presence (docs/HISTORY-PRESENCE.md, "Presence") ------------------------------
+
+
+def test_presence_of_a_joined_room_asks_to_read_it() -> None:
+    assert member_of("lobby").plan(Presence(room="lobby", ref=4)) == ReadPresence("lobby", 4)
+
+
+def test_presence_of_a_room_not_joined_is_not_member() -> None:
+    assert_error(member_of("other").plan(Presence(room="lobby", ref=4)), ErrorCode.NOT_MEMBER, 4)
+
+
+def test_presence_after_leaving_the_room_is_not_member() -> None:
+    session = member_of("lobby")
+    session.plan(Leave(room="lobby", ref=1))
+    assert_error(session.plan(Presence(room="lobby", ref=2)), ErrorCode.NOT_MEMBER, 2)

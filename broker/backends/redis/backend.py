@@ -8,8 +8,9 @@ this node has a local member of the room; payloads in the format of
 keeps it in the room's history and publishes it in one atomic step;
 announcements, and every publish without history, are a plain SPUBLISH. Two
 connections: the subscriber's (:mod:`.subscriber`) and the publisher's
-(:mod:`.publisher`), which the canary (:mod:`.canary`), history reads and
-crash recovery (:mod:`.presence`) also use.
+(:mod:`.publisher`), which the canary (:mod:`.canary`), history reads,
+crash recovery (:mod:`.presence`) and rooms' presence
+(:mod:`.room_presence`) also use.
 
 Invariants:
     * Every task started by :meth:`RedisBackend.start` is owned here and
@@ -36,15 +37,16 @@ from broker.backends.base import (
     Membership,
     Position,
     PresenceHooks,
+    PresenceRead,
 )
 from broker.backends.redis.canary import Canary
 from broker.backends.redis.client import IO_ERRORS, ClientFactory
 from broker.backends.redis.envelope import RoomKeys, node_channel, pack, pack_head
 from broker.backends.redis.errors import explain
-from broker.backends.redis.history import History, position_of
+from broker.backends.redis.history import History
 from broker.backends.redis.presence import Presence
 from broker.backends.redis.publisher import Publisher
-from broker.backends.redis.scripts import PUBLISH
+from broker.backends.redis.room_presence import RoomPresence
 from broker.backends.redis.subscriber import Subscriber
 
 __all__ = ["RedisBackend"]
@@ -67,7 +69,8 @@ class RedisBackend:
             how long :meth:`start` waits for the first one.
         subscribe_timeout: seconds a subscription may take.
         presence_ttl: seconds without a heartbeat before other nodes take
-            this one for dead and announce its members' ``left``.
+            this one for dead and announce its members' ``left``; also how
+            long a room's presence lives once no node refreshes it.
         history_size: messages kept per room (0: no history, no positions).
         history_ttl: seconds a room's messages are kept after its last one.
         history_meta_ttl: seconds a room's position is kept after its last
@@ -103,13 +106,15 @@ class RedisBackend:
         self._subscriber: Subscriber | None = None
         self._canary: Canary | None = None
         self._presence: Presence | None = None
+        self._rooms: RoomPresence | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -----------------------------------------------------------
 
     async def start(self, deliver: DeliverBatch, presence: PresenceHooks | None = None) -> None:
-        """Connect both connections; start the reader, publisher, canary and,
-        with ``presence``, crash recovery; then wait (up to the canary
+        """Connect both connections; start the reader, publisher, canary and
+        the heartbeat (which keeps rooms' presence, and, with ``presence``,
+        watches for dead nodes); then wait (up to the canary
         timeout) for the first canary, so that a node that can work is
         healthy when this returns. One that cannot stays unhealthy and logs why.
 
@@ -142,25 +147,27 @@ class RedisBackend:
             self._subscribe_timeout,
             presence.resubscribed if presence is not None else _nothing,
         )
-        if presence is not None:
-            self._presence = Presence(
-                client, publisher, self._node, self._namespace, self._presence_ttl, presence
-            )
+        # Without hooks, presence still lives and expires with this node's
+        # heartbeat (Backend.track); nobody is reaped or told.
+        self._rooms = rooms = RoomPresence(
+            client, publisher, self._node, self._namespace, self._presence_ttl
+        )
+        self._presence = Presence(
+            client, publisher, self._node, self._namespace, self._presence_ttl, presence, rooms
+        )
         try:
             await client.ping()
             if self._history_size > 0:
                 await history.load()
             await subscriber.start()
-            if self._presence is not None:
-                await self._presence.recover_previous_run()
+            await self._presence.recover_previous_run()
         except IO_ERRORS as exc:
             await subscriber.close()
             await client.aclose()
             raise BackendUnavailable(explain(exc, client)) from exc
         self._spawn(publisher.run(), "redis-publisher")
         self._spawn(canary.run(subscriber), "redis-canary")
-        if self._presence is not None:
-            self._spawn(self._presence.run(), "redis-presence")
+        self._spawn(self._presence.run(), "redis-presence-" + self._node.decode())
         try:
             async with asyncio.timeout(self._canary_timeout):
                 await canary.wait_heard()
@@ -240,8 +247,8 @@ class RedisBackend:
         keys = RoomKeys.of(self._namespace, room)
         if history and self._history_size > 0:
             head = pack_head(self._node, exclude, published_at)
-            args = self._history.publish_args(keys, head, payload)
-            self._publisher.enqueue(args, accepted, position_of, PUBLISH)
+            args, position = self._history.publish(keys, head, payload)
+            self._publisher.enqueue(args, accepted, position, self._history.publish_script)
         else:
             data = pack(self._node, exclude, published_at, payload)
             self._publisher.enqueue((b"SPUBLISH", keys.channel, data), accepted)
@@ -269,9 +276,20 @@ class RedisBackend:
         await self._history.rotate(room, stale_epoch)
 
     def track(self, membership: Membership, member: bool) -> None:
-        """Record a membership for crash recovery (when started with presence)."""
-        if self._presence is not None:
-            self._presence.track(membership, member)
+        """Record a membership in its room's presence and for crash recovery,
+        through the publisher pipeline: written before any later publish."""
+        assert self._presence is not None, "RedisBackend.start() was not awaited"
+        self._presence.track(membership, member)
+
+    async def presence(self, room: str, limit: int) -> PresenceRead:
+        """Who is in ``room`` on every node, in one atomic look (a script):
+        the counts are two HLENs, the list at most ``limit`` sessions.
+
+        Raises:
+            BackendUnavailable: Redis could not be reached.
+        """
+        assert self._rooms is not None, "RedisBackend.start() was not awaited"
+        return await self._rooms.read(room, limit)
 
     def healthy(self) -> bool:
         """Ready: subscribed, the last publish worked, and a canary came back
@@ -295,6 +313,9 @@ class RedisBackend:
             "canary_lag_seconds": canary.lag if canary is not None else 0.0,
             "subscribed_rooms": len(subscriber.rooms) if subscriber is not None else 0,
             "reaped_nodes": presence.reaped_nodes if presence is not None else 0,
+            "presence_rewritten_rooms": (
+                self._rooms.rewritten_rooms if self._rooms is not None else 0
+            ),
         }
 
 

@@ -3,7 +3,8 @@
 Every key of room ``R`` of namespace ``ns`` and its channel share the hash
 tag ``{ns:R}``, so that one script touches one slot (Redis Cluster):
 ``{ns:R}:p`` is its position, ``{ns:R}:h`` its history, ``{ns:R}:c`` its
-sharded channel (SPUBLISH/SSUBSCRIBE). Node ``N`` hears its own canaries
+sharded channel (SPUBLISH/SSUBSCRIBE); ``{ns:R}:ps``, ``:pu`` and ``:pn``
+its presence (:class:`PresenceKeys`). Node ``N`` hears its own canaries
 on ``{ns:node:N}``, on the connection that carries its rooms.
 
 A payload crosses Redis as
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["RoomKeys", "node_channel", "pack", "pack_head", "room_of", "unpack"]
+__all__ = ["PresenceKeys", "RoomKeys", "node_channel", "pack", "pack_head", "room_of", "unpack"]
 
 
 class RoomKeys(NamedTuple):
@@ -34,6 +35,23 @@ class RoomKeys(NamedTuple):
         """The keys of ``room`` in ``namespace``."""
         tag = f"{{{namespace}:{room}}}:".encode()
         return cls(tag + b"p", tag + b"h", tag + b"c")
+
+
+class PresenceKeys(NamedTuple):
+    """The presence keys of one room (the room's hash tag, beside :class:`RoomKeys`)."""
+
+    sessions: bytes
+    """HASH session -> user (empty: anonymous): who is in the room."""
+    users: bytes
+    """HASH user -> how many of the room's sessions are that user's."""
+    nodes: bytes
+    """HASH node -> how many of the room's sessions that node holds."""
+
+    @classmethod
+    def of(cls, namespace: str, room: str) -> PresenceKeys:
+        """The presence keys of ``room`` in ``namespace``."""
+        tag = f"{{{namespace}:{room}}}:".encode()
+        return cls(tag + b"ps", tag + b"pu", tag + b"pn")
 
 
 def room_of(namespace: str, channel: bytes) -> str | None:

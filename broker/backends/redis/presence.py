@@ -12,6 +12,15 @@ from the set and its tombstone there at its next heartbeat: it records its
 memberships again and has their ``joined`` announced again. A node whose name
 is gone without a tombstone saw Redis lose its data (a restart): it records
 its memberships again and announces nothing, since nobody was told anything.
+
+Rooms' presence (:mod:`.room_presence`) follows the same lives: the
+heartbeat refreshes the presence of every room the node has members in (and
+writes back what failed while Redis was away); whoever reaps a node, or a
+node restarting with the id of its crashed run, removes those sessions from
+presence before their ``left`` is announced; a revived node, or one whose
+Redis lost its data, writes its sessions again (before re-announcing their
+``joined``). Without hooks (a backend of tests, or of a lone process) the
+node heartbeats and cleans up its own previous run, but reaps nobody.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from broker.backends.base import Membership, PresenceHooks
 from broker.backends.redis.client import IO_ERRORS, as_bytes
 from broker.backends.redis.errors import brief
 from broker.backends.redis.publisher import Publisher
+from broker.backends.redis.room_presence import RoomPresence, settled
 
 __all__ = ["Presence"]
 
@@ -45,7 +55,8 @@ class Presence:
         node: this node's id.
         namespace: prefix of every key.
         ttl: seconds without a heartbeat before a node counts as dead.
-        hooks: the node's callbacks.
+        hooks: the node's callbacks (None: reap nobody, tell nobody).
+        rooms: this node's sessions in rooms' presence.
     """
 
     def __init__(
@@ -55,31 +66,33 @@ class Presence:
         node: bytes,
         namespace: str,
         ttl: float,
-        hooks: PresenceHooks,
+        hooks: PresenceHooks | None,
+        rooms: RoomPresence,
     ) -> None:
         self._client = client
         self._publisher = publisher
         self._node = node
         self._ttl = ttl
         self._hooks = hooks
+        self._rooms = rooms
         self._nodes_key = f"{namespace}:nodes".encode()
         self._alive_prefix = f"{namespace}:alive:".encode()
         self._members_key = f"{namespace}:members:".encode() + node
         self._members_prefix = f"{namespace}:members:".encode()
         self._reaped_prefix = f"{namespace}:reaped:".encode()
-        self._members: dict[bytes, bytes] = {}  # b"room\nsession" -> user (b"" if none)
         self._registered = False
         self._dirty = False
         self.reaped_nodes = 0
 
     def track(self, membership: Membership, member: bool) -> None:
-        """Record a membership's start or end, in order with its announcement."""
+        """Record a membership's start or end, in the room's presence and in
+        this node's membership hash, in order with its announcement."""
+        if not self._rooms.track(membership, member):
+            return
         field = f"{membership.room}\n{membership.session}".encode()
         if member:
-            user = (membership.user or "").encode()
-            self._members[field] = user
-            self._record((b"HSET", self._members_key, field, user))
-        elif self._members.pop(field, None) is not None:
+            self._record((b"HSET", self._members_key, field, (membership.user or "").encode()))
+        else:
             self._record((b"HDEL", self._members_key, field))
 
     def _record(self, command: tuple[bytes, ...]) -> None:
@@ -99,9 +112,13 @@ class Presence:
         await self._client.delete(self._reaped_prefix + self._node)
         records = await self._client.hgetall(self._members_key)
         if records:
+            memberships = _memberships(records)
+            # Gone from presence before their left is announced ("Presence").
+            await self._rooms.remove(self._node, memberships)
             await self._client.delete(self._members_key)
             log.warning("announcing left for %d members of this node's last run", len(records))
-            self._hooks.lost(_memberships(records))
+            if self._hooks is not None:
+                self._hooks.lost(memberships)
 
     async def run(self) -> None:
         """Heartbeat and look for dead nodes, until cancelled."""
@@ -109,13 +126,16 @@ class Presence:
         while True:
             try:
                 await self._heartbeat()
-                await self._reap()
+                if self._hooks is not None:
+                    await self._reap()
             except IO_ERRORS as exc:
                 log.debug("presence round skipped: %s", brief(exc))
             await asyncio.sleep(period)
 
     async def withdraw(self) -> None:
         """A clean stop: leave nothing for the others to reap."""
+        with contextlib.suppress(*IO_ERRORS):
+            await self._rooms.withdraw()
         with contextlib.suppress(*IO_ERRORS):
             pipe = self._client.pipeline(transaction=False)
             pipe.srem(self._nodes_key, self._node)
@@ -132,14 +152,16 @@ class Presence:
         elif self._dirty:
             await self._rewrite_members()
         self._registered = True
+        # One call per room, not per session; what failed waits for the next beat.
+        await settled(self._rooms.refresh() + self._rooms.write_back())
 
     async def _rewrite_members(self) -> None:
         self._dirty = False
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(self._members_key)
-        if self._members:
-            mapping: dict[Any, Any] = dict(self._members)
-            pipe.hset(self._members_key, mapping=mapping)
+        records: dict[Any, Any] = self._rooms.records()
+        if records:
+            pipe.hset(self._members_key, mapping=records)
         try:
             await pipe.execute()
         except BaseException:
@@ -150,15 +172,16 @@ class Presence:
         # Our name was gone: reaped (tombstone) or lost with Redis's data.
         pipe = self._client.pipeline(transaction=False)
         pipe.delete(self._reaped_prefix + self._node)
-        if self._members:
-            mapping: dict[Any, Any] = dict(self._members)
-            pipe.hset(self._members_key, mapping=mapping)
+        records: dict[Any, Any] = self._rooms.records()
+        if records:
+            pipe.hset(self._members_key, mapping=records)
         reaped, *_ = await pipe.execute()
-        if reaped and self._members:
-            log.warning(
-                "this node was taken for dead; re-announcing %d members", len(self._members)
-            )
-            self._hooks.revived(_memberships(self._members))
+        # In presence again before the joined are announced again ("Presence");
+        # a write that failed is written back by a later heartbeat.
+        await settled(self._rooms.rebuild())
+        if reaped and records and self._hooks is not None:
+            log.warning("this node was taken for dead; re-announcing %d members", len(records))
+            self._hooks.revived(_memberships(records))
 
     async def _reap(self) -> None:
         names = await self._client.smembers(self._nodes_key)
@@ -180,10 +203,20 @@ class Presence:
         if not won:
             return  # another node reaps it
         records = await self._client.hgetall(self._members_prefix + node)
+        memberships = _memberships(records)
+        try:
+            # Gone from presence before their left is announced ("Presence").
+            await self._rooms.remove(node, memberships)
+        except BaseException:
+            # Let a later round (this node's or another's) reap it again.
+            with contextlib.suppress(*IO_ERRORS):
+                await self._client.delete(self._reaped_prefix + node)
+            raise
         log.warning(
             "node %s is gone; announcing left for its %d members", node.decode(), len(records)
         )
-        self._hooks.lost(_memberships(records))
+        assert self._hooks is not None  # only a node with hooks reaps
+        self._hooks.lost(memberships)
         pipe = self._client.pipeline(transaction=False)
         pipe.delete(self._members_prefix + node)
         pipe.srem(self._nodes_key, node)
