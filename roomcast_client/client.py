@@ -22,9 +22,20 @@ from typing import Any
 
 import msgspec
 
-from protocol import History, HistoryReply, Leave, Ok, Ping, Position, Refresh, Say
+from protocol import (
+    History,
+    HistoryReply,
+    Leave,
+    Ok,
+    Ping,
+    Position,
+    Presence,
+    PresenceReply,
+    Refresh,
+    Say,
+)
 from roomcast_client.backoff import Reconnect
-from roomcast_client.events import Event, HistoryPage
+from roomcast_client.events import Event, HistoryPage, RoomPresence
 from roomcast_client.pending import Kind
 from roomcast_client.positions import Positions, position_of
 from roomcast_client.requests import Requests, join_request
@@ -38,10 +49,11 @@ __all__ = ["Client", "connect"]
 class Client:
     """A client of a roomcast broker; create it with :func:`connect`.
 
-    Requests (:meth:`join`, :meth:`leave`, :meth:`say`, :meth:`ping`) may be
-    made from any number of tasks at once. Events are read with ``async for
-    event in client`` (or :meth:`receive`, or a :meth:`room` view); unread
-    ones wait in a bounded queue that drops its oldest when full (see
+    Requests (:meth:`join`, :meth:`leave`, :meth:`say`, :meth:`history`,
+    :meth:`presence`, :meth:`ping`) may be made from any number of tasks at
+    once. Events are read with ``async for event in client`` (or
+    :meth:`receive`, or a :meth:`room` view); unread ones wait in a bounded
+    queue that drops its oldest when full (see
     :mod:`roomcast_client.inbox`; dropped messages come back as a
     :class:`Gap`). When the connection drops, the client reconnects,
     re-joins its rooms from their positions (recovering what was said
@@ -313,6 +325,38 @@ class Client:
             else Position(offset=reply.offset, epoch=reply.epoch)
         )
         return HistoryPage(room, position, reply.messages)
+
+    async def presence(self, room: str, *, timeout: float | None = None) -> RoomPresence:  # noqa: ASYNC109
+        """Read who is in ``room`` on every node (docs/HISTORY-PRESENCE.md, "Presence").
+
+        Exact as of the read: a session whose ``join`` got ``ok`` before it is
+        listed, one whose ``leave`` got ``ok`` or whose :class:`Left` was sent
+        is not. To keep a list current, apply the :class:`Joined` and
+        :class:`Left` events read after the reply (they are idempotent on a
+        mapping keyed by session), and read it again after each
+        :class:`Reconnected`: recovery replays messages, not membership
+        events.
+
+        Args:
+            room: a room the client has joined.
+            timeout: seconds allowed; the client's default if ``None``.
+
+        Returns:
+            The counts and at most 1,000 members, this client's session included.
+
+        Raises:
+            NotMember: the client is not in ``room``.
+            BadRequest: ``room`` is not a valid room name.
+            Unavailable: the broker's backend could not read presence.
+            RequestTimeout: no reply (or no connection) within the timeout.
+            ConnectionLost: the connection ended before the reply.
+            ClientClosed: the client has ended.
+        """
+        reply = await self._requests.request(
+            Kind.PRESENCE, room, lambda ref: Presence(room=room, ref=ref), timeout
+        )
+        assert isinstance(reply, PresenceReply)
+        return RoomPresence.from_reply(reply)
 
     async def ping(self, *, timeout: float | None = None) -> float:  # noqa: ASYNC109
         """Ask the broker for a ``pong``.

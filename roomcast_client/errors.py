@@ -59,7 +59,8 @@ class BadRequest(BrokerError):
 
 
 class NotMember(BrokerError):
-    """``not_member``: leave or say on a room the session is not in."""
+    """``not_member``: a request about a room the session is not in (``leave``,
+    ``say``, ``history``, ``presence``)."""
 
 
 class TooManyRooms(BrokerError):

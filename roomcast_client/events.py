@@ -7,18 +7,19 @@ arrived as (decoding is the application's choice and may need a type);
 :func:`decode_body` turns it into a Python value. The connection's lifecycle
 is told by two SDK-owned dataclasses, :class:`Disconnected` and
 :class:`Reconnected`; messages dropped unread from a full queue by a
-:class:`Gap`. A ``history`` read returns a :class:`HistoryPage`.
+:class:`Gap`. A ``history`` read returns a :class:`HistoryPage`, a
+``presence`` read a :class:`RoomPresence`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, NamedTuple, TypeVar, overload
 
 import msgspec
 
-from protocol import Joined, Left, Message, Position
+from protocol import Joined, Left, Message, Position, PresenceReply
 from roomcast_client.errors import BrokerError
 
 __all__ = [
@@ -26,8 +27,10 @@ __all__ = [
     "Event",
     "Gap",
     "HistoryPage",
+    "Member",
     "Reconnected",
     "RoomEvent",
+    "RoomPresence",
     "ViewEvent",
     "decode_body",
 ]
@@ -62,6 +65,11 @@ class Reconnected:
     before live ones, none twice. A room not recovered (its history no longer
     holds what was missed, its epoch changed, or it keeps no history) may have
     lost messages: reload its state (e.g. :meth:`Client.history`).
+
+    Membership events are not replayed: the :class:`Joined` and :class:`Left`
+    of the time away are lost in every room. An application that shows who is
+    in a room reads it again here (:meth:`Client.presence`); the SDK does not,
+    as most do not need it and a reconnect storm would multiply the reads.
 
     Attributes:
         session: the new session id.
@@ -125,6 +133,50 @@ class HistoryPage:
     room: str
     position: Position | None
     messages: list[Message]
+
+
+class Member(NamedTuple):
+    """One session in a room (docs/HISTORY-PRESENCE.md, "Presence")."""
+
+    session: str
+    """The session id, as in ``Joined.session`` and ``Left.session``."""
+    user: str | None
+    """The session's user (its token's ``sub``); ``None`` when anonymous."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPresence:
+    """Who is in a room, on every node of the cluster, the asker included
+    (docs/HISTORY-PRESENCE.md, "Presence").
+
+    Attributes:
+        room: the room.
+        count: the sessions in the room.
+        users: the distinct users among them (anonymous sessions count as none).
+        members: at most 1,000 of those sessions (``truncated`` says when
+            there are more), each with its user where known.
+        truncated: whether ``members`` lists fewer sessions than ``count``.
+    """
+
+    room: str
+    count: int
+    users: int
+    members: tuple[Member, ...]
+    truncated: bool = False
+
+    @classmethod
+    def from_reply(cls, reply: PresenceReply) -> RoomPresence:
+        """The SDK's view of the broker's ``presence`` reply."""
+        return cls(
+            room=reply.room,
+            count=reply.count,
+            users=reply.users,
+            members=tuple(
+                Member(m.session, None if isinstance(m.user, msgspec.UnsetType) else m.user)
+                for m in reply.members
+            ),
+            truncated=reply.truncated is True,
+        )
 
 
 RoomEvent = Message | Joined | Left

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from protocol import Error, HistoryReply, Ok, Pong
+from protocol import Error, HistoryReply, Ok, Pong, PresenceReply
 from roomcast_client.errors import error_for
 
 __all__ = ["Kind", "Pending", "PendingRequests", "Reply"]
 
-Reply = Ok | Pong | HistoryReply
+Reply = Ok | Pong | HistoryReply | PresenceReply
 """A successful reply."""
 
 
@@ -37,6 +37,7 @@ class Kind(Enum):
     PING = "ping"
     REFRESH = "refresh"
     HISTORY = "history"
+    PRESENCE = "presence"
 
 
 @dataclass(slots=True)

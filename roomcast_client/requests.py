@@ -165,7 +165,7 @@ class Requests:
             timeout: seconds allowed; :attr:`default_timeout` if ``None``.
 
         Returns:
-            The ``ok`` or ``pong``.
+            The reply: ``ok``, ``pong``, ``history`` or ``presence``.
 
         Raises:
             BrokerError: the broker refused (the subclass for its code).

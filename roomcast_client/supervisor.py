@@ -48,6 +48,7 @@ from protocol import (
     Ok,
     Pong,
     Position,
+    PresenceReply,
     ReconnectRule,
     Welcome,
     decode_server_message,
@@ -219,7 +220,7 @@ class Supervisor:
             log.debug("ignoring a frame this client does not know: %.200s", frame)
             return
         match message:
-            case Ok() | Pong() | Error() | HistoryReply():
+            case Ok() | Pong() | Error() | HistoryReply() | PresenceReply():
                 self._requests.on_reply(message)
             case Message() | Joined() | Left():
                 self._router.room_event(message)

@@ -1,4 +1,4 @@
-"""``broker chat``, ``broker say`` and ``broker listen``: command-line clients
+"""``broker chat``, ``broker say``, ``broker listen`` and ``broker who``: command-line clients
 built on the SDK (:mod:`roomcast_client`). This module only parses arguments;
 the tools themselves are in :mod:`broker.commands.tools`, imported when one
 runs (so that ``broker serve`` never loads client code).
@@ -35,7 +35,7 @@ def _add_token(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``chat``, ``say`` and ``listen``."""
+    """Add ``chat``, ``say``, ``listen`` and ``who``."""
     chat = subparsers.add_parser(
         "chat",
         help="chat in a room from the terminal",
@@ -80,3 +80,21 @@ def register(subparsers: Any) -> None:
     listen.add_argument("rooms", metavar="ROOM", nargs="+")
     listen.add_argument("--json", action="store_true", help="one JSON object per line")
     listen.set_defaults(func=_runner("listen"))
+
+    who = subparsers.add_parser(
+        "who",
+        help="print who is in a room, cluster-wide",
+        description=(
+            "Join ROOM (only a member may ask; its members see this tool join and leave), "
+            "print one line per member (SESSION USER, '-' when anonymous; at most 1,000) "
+            "and the counts, which include this tool's own session, and exit 0; with "
+            "--json, the reply as one JSON object. On an error print its code on stderr "
+            "and exit 2. GET /rooms/ROOM/presence (with --api-key) reads without joining."
+        ),
+    )
+    who.add_argument("url", metavar="URL", help="broker URL, e.g. ws://127.0.0.1:8765/ws")
+    _add_token(who)
+    who.add_argument("room", metavar="ROOM")
+    who.add_argument("--json", action="store_true", help="the reply as one JSON object")
+    who.add_argument("--timeout", type=float, default=10.0, help="seconds [default 10]")
+    who.set_defaults(func=_runner("who"))

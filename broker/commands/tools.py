@@ -1,13 +1,13 @@
-"""What ``broker chat``, ``broker say`` and ``broker listen`` do, built on
-the SDK (:mod:`roomcast_client`). Their arguments are parsed in
+"""What ``broker chat``, ``broker say``, ``broker listen`` and ``broker who``
+do, built on the SDK (:mod:`roomcast_client`). Their arguments are parsed in
 :mod:`broker.commands.clients`, which imports this module only when one of
 them runs.
 
-Exit codes: 0 on success (and on Ctrl-D, SIGINT or SIGTERM for the two
-long-running tools); 2 when the broker refuses a request or cannot be
-reached, with ``CODE: message`` on stderr (a refused handshake as
-``refused (STATUS): REASON; FIX``); 1 when the client ends on its own (the
-broker refused it, or reconnecting gave up).
+Exit codes, the same for every tool: 0 on success (and on Ctrl-D, SIGINT or
+SIGTERM for the two long-running tools); 2 when the broker refuses a request
+or cannot be reached, with ``CODE: message`` on stderr (a refused handshake
+as ``refused (STATUS): REASON; FIX``); 1 when the client ends on its own
+(the broker refused it, or reconnecting gave up).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any, assert_never
 import msgspec
 
 from protocol import Joined, Left, Message, encode
+from protocol.codec import encode_presence
 from roomcast_client import (
     BrokerError,
     Client,
@@ -38,6 +39,7 @@ from roomcast_client import (
     Gap,
     Reconnected,
     RequestTimeout,
+    RoomPresence,
     connect,
 )
 
@@ -51,8 +53,11 @@ __all__ = [
     "event_json",
     "listen",
     "parse_body",
+    "presence_json",
+    "presence_lines",
     "refusal_hint",
     "say",
+    "who",
 ]
 
 EXIT_OK = 0
@@ -264,6 +269,68 @@ async def say(args: argparse.Namespace) -> int:
             await client.say(args.room, parse_body(args.body))
     except ClientError as error:
         return _fail("say", error, token_given=args.token is not None)
+    return EXIT_OK
+
+
+# --- who ---------------------------------------------------------------------
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def presence_lines(presence: RoomPresence, asker: str) -> list[str]:
+    """What ``broker who`` prints: one ``SESSION USER`` line per member listed
+    (``-`` for an anonymous session), then the counts.
+
+    Args:
+        presence: the broker's reply.
+        asker: the tool's own session, which the counts include (only a
+            member may ask: docs/HISTORY-PRESENCE.md, "Presence").
+    """
+    lines = [f"{m.session} {'-' if m.user is None else m.user}" for m in presence.members]
+    listed = f"{len(presence.members)} listed; " if presence.truncated else ""
+    lines.append(
+        f"{_counted(presence.count, 'session')}, {_counted(presence.users, 'user')} "
+        f"({listed}this tool's session {asker} included)"
+    )
+    return lines
+
+
+def presence_json(presence: RoomPresence) -> bytes:
+    """The reply as JSON, exactly as ``GET /rooms/{room}/presence`` answers it
+    (the same encoder): the wire reply without ``type`` and ``ref``."""
+    return encode_presence(
+        presence.room,
+        presence.count,
+        presence.users,
+        presence.members,
+        presence.truncated,
+        http=True,
+    )
+
+
+async def who(args: argparse.Namespace) -> int:
+    """``broker who URL ROOM [--json]``; returns the exit code."""
+    _quiet_logging()
+    try:
+        async with connect(
+            args.url,
+            token=args.token,
+            reconnect=False,
+            request_timeout=args.timeout,
+            open_timeout=args.timeout,
+        ) as client:
+            await client.join(args.room)
+            presence = await client.presence(args.room)
+            asker = client.session
+    except ClientError as error:
+        return _fail("who", error, token_given=args.token is not None)
+    if args.json:
+        sys.stdout.buffer.write(presence_json(presence) + b"\n")
+    else:
+        sys.stdout.write("".join(line + "\n" for line in presence_lines(presence, asker)))
+    sys.stdout.flush()
     return EXIT_OK
 
 

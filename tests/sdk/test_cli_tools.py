@@ -1,5 +1,5 @@
-"""``broker say``, ``broker listen`` and ``broker chat`` run as users run
-them: subprocesses against a real memory node."""
+"""``broker say``, ``broker listen``, ``broker chat`` and ``broker who`` run
+as users run them: subprocesses against a real memory node."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from roomcast_client import Position, decode_body
+from roomcast_client import Position, connect, decode_body
 from tests.conftest import BrokerFactory
 from tests.sdk.conftest import SdkFactory, next_message
 from tests.security.tokens import SECRET, hs256, rooms
@@ -273,3 +273,59 @@ async def test_listen_with_a_bad_token_prints_the_brokers_reason_and_the_fix(
         "broker listen: refused (401): bad token signature; "
         "pass a valid, unexpired token with --token or BROKER_TOKEN\n"
     )
+
+
+async def test_who_prints_each_member_then_the_counts_with_its_own_session(
+    memory_node: BrokerProcess, sdk: SdkFactory, tool: ToolFactory
+) -> None:
+    alice = await sdk(memory_node.url)
+    await alice.join("lobby")
+
+    code, out, err = await (await tool("who", memory_node.url, "lobby")).finish()
+
+    assert (code, err) == (0, "")
+    *members, counts = out.splitlines()
+    asker = counts.removeprefix("2 sessions, 0 users (this tool's session ").removesuffix(
+        " included)"
+    )
+    assert asker.startswith("s-") and " " not in asker, counts
+    assert sorted(members) == sorted([f"{alice.session} -", f"{asker} -"])
+
+
+async def test_who_shows_each_members_user(broker: BrokerFactory, tool: ToolFactory) -> None:
+    secured = broker("--jwt-secret", SECRET)
+    async with connect(secured.url, token=hs256(sub="alice")) as alice:
+        await alice.join("team")
+
+        who = await tool("who", secured.url, "team", "--token", hs256(sub="ops"))
+        code, out, _ = await who.finish()
+
+    assert code == 0
+    assert f"{alice.session} alice" in out.splitlines()
+    assert out.splitlines()[-1].startswith("2 sessions, 2 users (")
+
+
+async def test_who_json_prints_the_reply_as_the_http_api_does(
+    memory_node: BrokerProcess, sdk: SdkFactory, tool: ToolFactory
+) -> None:
+    alice = await sdk(memory_node.url)
+    await alice.join("lobby")
+
+    code, out, _ = await (await tool("who", memory_node.url, "lobby", "--json")).finish()
+
+    assert code == 0
+    reply = json.loads(out)
+    members = reply.pop("members")
+    assert reply == {"room": "lobby", "count": 2, "users": 0}
+    assert {"session": alice.session} in members
+    assert len(members) == 2
+
+
+async def test_who_exits_2_with_the_error_code_on_stderr(
+    memory_node: BrokerProcess, tool: ToolFactory
+) -> None:
+    code, out, err = await (await tool("who", memory_node.url, "no spaces")).finish()
+
+    assert (code, out) == (2, "")
+    assert err.startswith("broker who: bad_room: ")
+    assert err.count("\n") == 1

@@ -1,13 +1,30 @@
-"""What the command-line tools print for each event, and how ``say`` reads
-its BODY argument. No I/O."""
+"""What the command-line tools print for each event and for ``who``, and how
+``say`` reads its BODY argument. No I/O."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
 
-from broker.commands.tools import describe, error_label, event_json, parse_body, refusal_hint
-from roomcast_client import Disconnected, Gap, Joined, Left, Message, Reconnected
+from broker.commands.tools import (
+    describe,
+    error_label,
+    event_json,
+    parse_body,
+    presence_json,
+    presence_lines,
+    refusal_hint,
+)
+from roomcast_client import (
+    Disconnected,
+    Gap,
+    Joined,
+    Left,
+    Member,
+    Message,
+    Reconnected,
+    RoomPresence,
+)
 from roomcast_client.errors import ConnectFailed, NotMember, RequestTimeout
 
 
@@ -131,3 +148,44 @@ def test_refusal_hint_names_the_fix(status: int, token_given: bool, hint: str) -
 def test_other_failures_get_no_refusal_hint() -> None:
     assert refusal_hint(ConnectFailed("cannot connect"), token_given=False) is None
     assert refusal_hint(NotMember("not_member", "no"), token_given=False) is None
+
+
+_ROOM = RoomPresence(
+    "lobby", 3, 1, (Member("s-1", "ann"), Member("s-2", None), Member("s-3", "ann"))
+)
+
+
+def test_who_lines_give_session_and_user_then_the_counts() -> None:
+    assert presence_lines(_ROOM, asker="s-2") == [
+        "s-1 ann",
+        "s-2 -",
+        "s-3 ann",
+        "3 sessions, 1 user (this tool's session s-2 included)",
+    ]
+
+
+def test_who_counts_line_says_how_many_are_listed_when_truncated() -> None:
+    truncated = RoomPresence("big", 1200, 1, (Member("s-1", None),), truncated=True)
+
+    assert presence_lines(truncated, asker="s-9")[-1] == (
+        "1200 sessions, 1 user (1 listed; this tool's session s-9 included)"
+    )
+
+
+def test_who_json_lists_user_only_where_known_and_no_truncated_when_complete() -> None:
+    assert msgspec.json.decode(presence_json(_ROOM)) == {
+        "room": "lobby",
+        "count": 3,
+        "users": 1,
+        "members": [
+            {"session": "s-1", "user": "ann"},
+            {"session": "s-2"},
+            {"session": "s-3", "user": "ann"},
+        ],
+    }
+
+
+def test_who_json_says_truncated_when_it_is() -> None:
+    truncated = RoomPresence("big", 1200, 0, (Member("s-1", None),), truncated=True)
+
+    assert msgspec.json.decode(presence_json(truncated))["truncated"] is True
