@@ -41,6 +41,8 @@ def short_window_warning(params: BenchParams, metrics: dict[str, Any]) -> str | 
             seconds, option, size = metrics.get("window_s"), "--messages", params.messages
         case "connect":
             seconds, option, size = metrics.get("duration_s"), "--connections", params.connections
+        case "presence":
+            seconds, option, size = metrics.get("window_s"), "--requests", params.requests
         case "idle" | "recovery":
             return None  # a memory reading, or a time to the last client, not a rate
     if not seconds or seconds >= MIN_WINDOW_S or size < 1:

@@ -12,6 +12,10 @@ Definitions (the README's "Benchmarks" section says the same):
       divided by the says (subscribers present: it includes sending each
       message to every subscribed node); brokers + Redis CPU µs per delivery
       = both CPU times together, divided by the deliveries.
+    * presence: a reply's time runs from its request's send to its
+      arrival; the window from the first request to the last reply; server
+      and Redis CPU per request = their CPU time over the window, divided by
+      the requests (the room is quiet: nothing else runs).
     * recovery: the time to recovered is from the SIGKILL of the clients'
       node to each recovered ``ok``; ``recovery_s`` to the last one. CPU is
       that of the surviving nodes and of redis-server from the kill to the
@@ -25,12 +29,14 @@ from typing import Any
 from broker.bench.histogram import Histogram
 from broker.bench.messages import Connected, Dropped, Recovered, Result
 from broker.bench.params import BenchParams
+from broker.bench.presence_replies import Asked
 
 __all__ = [
     "HELD_FRACTION",
     "connect_metrics",
     "delivery_metrics",
     "latency_summary",
+    "presence_metrics",
     "recovery_metrics",
 ]
 
@@ -193,4 +199,31 @@ def recovery_metrics(
         "server_cpu_s": round(server_cpu_s, 3) if server_cpu_s is not None else None,
         "server_cpu_us_per_recovery": _per(server_cpu_s, count, 1),
         "redis_cpu_s": round(redis_cpu_s, 3) if redis_cpu_s is not None else None,
+    }
+
+
+def presence_metrics(
+    params: BenchParams,
+    asked: Asked,
+    server_cpu_s: float | None,
+    redis_cpu_s: float | None,
+) -> dict[str, Any]:
+    """The metrics of a ``presence`` run (``asked``: what the requests got)."""
+    window_s = (asked.last_ns - asked.first_ns) / 1e9
+    replies = asked.right + asked.wrong + sum(asked.errors.values())
+    return {
+        "members": params.members + 1,  # the asker is in the room too
+        "requests": params.requests,
+        "in_flight": params.in_flight,
+        "replies": replies,
+        "right": asked.right,
+        "wrong": asked.wrong,
+        "errors": dict(asked.errors),
+        "reply_us": latency_summary(asked.hist),
+        "window_s": round(window_s, 4),
+        "requests_per_s": _per_second(replies, window_s),
+        "server_cpu_s": round(server_cpu_s, 3) if server_cpu_s is not None else None,
+        "server_cpu_us_per_request": _per(server_cpu_s, replies, 1),
+        "redis_cpu_s": round(redis_cpu_s, 3) if redis_cpu_s is not None else None,
+        "redis_cpu_us_per_request": _per(redis_cpu_s, replies, 1),
     }

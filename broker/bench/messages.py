@@ -16,6 +16,9 @@ The exchange, in order::
     Stop           ->
     Close          ->           (closes its connections and exits)
 
+In the ``presence`` scenario (:mod:`broker.bench.presence`) the exchange ends
+after ``Warmed`` (then ``Close``): what is measured is the coordinator's asker.
+
 In the ``recovery`` scenario (:mod:`broker.bench.recovery`) the worker gets a
 :class:`RecoverySetup` instead, and the exchange is::
 

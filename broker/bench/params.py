@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 __all__ = ["SCENARIOS", "BenchParams", "Scenario"]
 
-Scenario = Literal["fanout", "chat", "idle", "connect", "recovery"]
-SCENARIOS: tuple[Scenario, ...] = ("fanout", "chat", "idle", "connect", "recovery")
+Scenario = Literal["fanout", "chat", "idle", "connect", "recovery", "presence"]
+SCENARIOS: tuple[Scenario, ...] = ("fanout", "chat", "idle", "connect", "recovery", "presence")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ class BenchParams:
     body_size: int = 200
     window: int = 64
     messages: int = 1000
-    # fanout
+    # fanout, presence
     members: int = 1000
     rate: float | None = None
     # chat
@@ -53,11 +53,14 @@ class BenchParams:
     seed: int = 1
     # recovery
     gap: int = 50
+    # presence
+    requests: int = 500
+    in_flight: int = 1
 
     def connection_count(self) -> int:
         """How many client connections the scenario opens."""
         match self.scenario:
-            case "fanout":
+            case "fanout" | "presence":
                 return self.members + 1
             case "chat":
                 return self.rooms * self.room_size

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from broker.bench.messages import ConnSpec, RecoverySetup, Setup
 from broker.bench.params import BenchParams
 
-__all__ = ["Plan", "make_plan", "recovery_setups"]
+__all__ = ["PRESENCE_ROOM", "Plan", "make_plan", "recovery_setups"]
+
+PRESENCE_ROOM = "bench-presence"
+"""The one room of the ``presence`` scenario."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ def make_plan(params: BenchParams, urls: tuple[str, ...]) -> Plan:
             return _rooms_of(params, urls, warm_up=True)
         case "connect":
             return _rooms_of(params, urls, warm_up=False)
+        case "presence":
+            return _presence(params, urls)
         case "recovery":
             raise ValueError("recovery has a plan of its own: recovery_setups()")
 
@@ -133,3 +138,17 @@ def _rooms_of(params: BenchParams, urls: tuple[str, ...], warm_up: bool) -> Plan
     groups = _split(conns, params.worker_count())
     setups = _setups(params, groups, publishers, 0, None)
     return Plan(setups, ["members"] * len(groups), len(publishers), None, None)
+
+
+def _presence(params: BenchParams, urls: tuple[str, ...]) -> Plan:
+    """``members`` connections in one room, round-robin over the nodes; the
+    first says the warm-up (after it, the room is quiet) and nothing else.
+    The asker, the one connection more, lives in the coordinator
+    (:mod:`broker.bench.presence`)."""
+    conns = [
+        ConnSpec(urls[i % len(urls)], PRESENCE_ROOM, 0 if i == 0 else None)
+        for i in range(params.members)
+    ]
+    groups = _split(conns, params.worker_count())
+    setups = _setups(params, groups, {PRESENCE_ROOM: [0]}, 0, None)
+    return Plan(setups, ["members"] * len(groups), 1, None, None)

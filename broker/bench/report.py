@@ -258,12 +258,56 @@ _RECOVERY_ROWS: list[Row] = [
     ),
 ]
 
+_PRESENCE_ROWS: list[Row] = [
+    (
+        "right / wrong / error replies",
+        lambda m: f"{m['right']:,} / {m['wrong']:,} / {sum(m['errors'].values()):,}",
+        "presence replies that told the whole room (count = every member and the asker, "
+        "users 0, members listed up to 1,000 with truncated beyond) / replies that did not / "
+        "error replies; any wrong or error reply fails the run",
+    ),
+    (
+        "members in the room",
+        lambda m: f"{m['members']:,}",
+        "--members plus the asker",
+    ),
+    (
+        "reply ms p50 / p99 / p99.9 / max",
+        _latency("reply_us"),
+        "per request, from its send to its reply's arrival at the asker, while the room is "
+        "quiet: " + _LATENCY_HELP,
+    ),
+    (
+        "requests/s (in flight)",
+        lambda m: f"{_num(m['requests_per_s'])} ({m['in_flight']})",
+        "replies divided by the window from the first request to the last reply / "
+        "--in-flight requests at a time",
+    ),
+    (
+        "server CPU µs per request",
+        lambda m: _num(m["server_cpu_us_per_request"], 1),
+        "CPU of the server processes over that window, divided by the replies",
+    ),
+    (
+        "Redis CPU µs per request",
+        lambda m: _num(m["redis_cpu_us_per_request"], 1),
+        "CPU of redis-server (--spawn-redis, or --redis-pid) over that window, divided by the "
+        "replies",
+    ),
+    (
+        "setup s (connect + join)",
+        lambda m: _num(m.get("setup_s"), 2),
+        "from the first member's connection attempt to the last join ok (before the asking)",
+    ),
+]
+
 _ROWS = {
     "fanout": _DELIVERY_ROWS,
     "chat": _DELIVERY_ROWS,
     "idle": _IDLE_ROWS,
     "connect": _CONNECT_ROWS,
     "recovery": _RECOVERY_ROWS,
+    "presence": _PRESENCE_ROWS,
 }
 
 _COMMON_HELP: list[tuple[str, str]] = [
@@ -314,6 +358,11 @@ def _title(record: dict[str, Any]) -> str:
                 f"{p['connections']:,} clients in {p['rooms']:,} room"
                 f"{'s' if p['rooms'] > 1 else ''} rejoining another node after a SIGKILL, "
                 f"{p['gap']:,} messages missed per room"
+            )
+        case "presence":
+            shape = (
+                f"{p['members']:,} members in one quiet room, {p['requests']:,} presence "
+                f"requests, {p['in_flight']} in flight"
             )
         case _:
             shape = f"{p['connections']:,} connections in rooms of {p['room_size']}"

@@ -5,8 +5,8 @@ The phases of every scenario (the workers' side is in
 join every connection; say the warm-up messages until every member heard
 them (so the ``joined`` storm of the setup is over); then the measured part:
 ``Go`` for ``fanout`` and ``chat``, the memory reading for ``idle``, or, for
-``connect``, the connecting itself. ``recovery`` has phases of its own
-(:mod:`broker.bench.recovery`).
+``connect``, the connecting itself. ``recovery`` and ``presence`` have
+phases of their own (:mod:`broker.bench.recovery`, :mod:`broker.bench.presence`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from broker.bench.messages import Connect, Connected, Result, Warm, Warmed
 from broker.bench.outcome import Outcome, Progress
 from broker.bench.params import BenchParams
 from broker.bench.plans import Plan, make_plan
+from broker.bench.presence import run_presence
 from broker.bench.processes import Children
 from broker.bench.procfs import cpu_since, total_cpu_seconds, tree_rss_bytes
 from broker.bench.recovery import run_recovery
@@ -40,6 +41,7 @@ COMPARED: dict[str, tuple[str, ...]] = {
     "idle": ("rss_per_connection_bytes",),
     "connect": ("connections_per_s", "server_cpu_us_per_connection", "time_to_joined_us.p99"),
     "recovery": (),
+    "presence": (),
 }
 """Metrics set side by side by ``--compare`` (ratio: roomcast ÷ baseline)."""
 
@@ -117,6 +119,8 @@ async def _run_target(
 ) -> Outcome:
     if params.scenario == "recovery":
         return await run_recovery(params, target, children, progress)
+    if params.scenario == "presence":
+        return await run_presence(params, target, children, progress)
     name = target.name
     outcome = Outcome(target)
     plan = make_plan(params, target.urls)

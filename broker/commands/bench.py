@@ -1,5 +1,5 @@
 """``broker bench``: the load generator (``fanout``, ``chat``, ``idle``, ``connect``,
-``recovery``)."""
+``recovery``, ``presence``)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ _SCENARIO_HELP = {
     "idle": "many idle joined connections: server RSS per connection",
     "connect": "a reconnect storm: connections/s and time to joined",
     "recovery": "a recovery storm: clients of a SIGKILLed node rejoin another with since",
+    "presence": "who is in a big quiet room: presence reply time and CPU per request",
 }
 
 
@@ -171,7 +172,7 @@ def register(subparsers: Any) -> None:
 
     bench = subparsers.add_parser(
         "bench",
-        help="measure a broker: fan-out, chat, idle memory, connect and recovery storms",
+        help="measure a broker: fan-out, chat, idle memory, connect and recovery storms, presence",
         description=(
             "Drive a running broker (--url) or one started for the run (--spawn) and "
             "report throughput, latency, server CPU per delivery and memory. Every "
@@ -247,6 +248,28 @@ def register(subparsers: Any) -> None:
         help="messages said per room while the clients are away (default 50; at most the "
         "nodes' --history-size, or nothing can be recovered)",
     )
+    presence = parsers["presence"]
+    presence.add_argument(
+        "--members",
+        type=_positive_int,
+        default=10000,
+        metavar="S",
+        help="members of the room besides the asker (default 10000)",
+    )
+    presence.add_argument(
+        "--requests",
+        type=_positive_int,
+        default=500,
+        metavar="N",
+        help="presence requests the asker sends (default 500)",
+    )
+    presence.add_argument(
+        "--in-flight",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="requests the asker has without a reply (default 1: one after the other)",
+    )
     for name, default in (("idle", 5000), ("connect", 1000)):
         parsers[name].add_argument(
             "--connections",
@@ -271,6 +294,8 @@ def _params(args: argparse.Namespace) -> BenchParams:
     spawn = bool(args.spawn or args.redis_url or args.spawn_redis)
     if args.compare and args.scenario == "recovery":
         raise ValueError("--compare has no baseline for recovery (the textbook keeps no history)")
+    if args.compare and args.scenario == "presence":
+        raise ValueError("--compare has no baseline for presence (the textbook keeps none)")
     if args.compare and not spawn:
         raise ValueError("--compare needs --spawn (the baseline is started by the run)")
     if args.nodes > 1 and not (args.redis_url or args.spawn_redis):

@@ -89,6 +89,7 @@ def test_warnings_are_printed_under_the_table_with_their_target() -> None:
 def test_help_explains_every_row_of_the_scenarios_table(scenario: str) -> None:
     record = compared_record() | {"scenario": scenario, "comparison": None}
     record["params"] |= {"rooms": 1, "room_size": 2, "say_rate": 1.0, "connections": 2, "gap": 5}
+    record["params"] |= {"requests": 5, "in_flight": 1}
     labels = [line.split("  ")[0] for line in format_table(record).splitlines()[3:-2]]
     labels = [label for label in labels if label and not label.startswith("warning")]
 
