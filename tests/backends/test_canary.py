@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import fakeredis
@@ -18,14 +19,20 @@ CHANNEL = b"{t:node:n-self}"
 
 
 class FakeSubscription:
-    """The subscriber as the canary sees it: up, and rebuilt on request."""
+    """The subscriber as the canary sees it: up, and rebuilt on request.
+    ``busy`` makes it report traffic arriving all the time."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, busy: bool = False) -> None:
         self.rebuilt = asyncio.Event()
+        self.busy = busy
 
     @property
     def up(self) -> bool:
         return True
+
+    @property
+    def last_received(self) -> float:
+        return time.monotonic() if self.busy else 0.0
 
     async def rebuild(self) -> None:
         self.rebuilt.set()
@@ -144,6 +151,26 @@ async def test_a_canary_redis_took_that_never_came_back_rebuilds_the_subscriptio
         await asyncio.gather(runner, return_exceptions=True)
 
     assert probe.misses == 1
+
+
+async def test_a_late_canary_behind_other_traffic_does_not_rebuild_the_subscription(
+    publisher: Publisher,
+) -> None:
+    # A node too busy to read its canary in time is behind, not deaf:
+    # rebuilding would drop everything it has not read yet.
+    probe = canary(publisher, interval=0.02, timeout=0.05)
+    probe.restart()
+    subscription = FakeSubscription(busy=True)
+    runner = asyncio.create_task(probe.run(subscription))
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(subscription.rebuilt.wait(), 0.5)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+    assert probe.misses == 0
+    assert not probe.fresh()  # not ready, all the same
 
 
 async def test_the_first_canary_goes_at_once(

@@ -465,14 +465,21 @@ async def test_resubscribed_once_after_a_deaf_subscription_is_rebuilt(node: Node
     await node.backend.subscribe("lobby")
     subscriber = node.backend._subscriber
     assert subscriber is not None
-    heard = subscriber._canary_back
-    # Deaf: the subscription stays open but its canaries are not heard, so
+    reading = subscriber._read_batch
+
+    async def silent(pubsub: object, batch: object) -> None:
+        await asyncio.Event().wait()  # the rebuild cancels this reader
+
+    # Deaf: the subscription stays open but nothing arrives through it, so
     # the canary asks for a rebuild (a real deaf connection cannot be made
     # on demand: Redis either delivers or closes).
-    subscriber._canary_back = lambda data: None
+    subscriber._read_batch = silent  # type: ignore[method-assign]
 
-    await node.until(lambda: node.backend.stats()["canary_misses"] >= 1)
-    subscriber._canary_back = heard
+    # Nothing arrives, so no callback wakes node.until: poll with a deadline.
+    async with asyncio.timeout(10):
+        while node.backend.stats()["canary_misses"] < 1:
+            await asyncio.sleep(0.05)
+    subscriber._read_batch = reading  # type: ignore[method-assign]
 
     await node.until(lambda: node.resubscribed >= 1)
     assert node.resubscribed == 1

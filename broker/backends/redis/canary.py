@@ -13,9 +13,13 @@ Invariants:
       not SSUBSCRIBE to its channels (an ACL without those rights), is never
       ready, and a new subscription is trusted only once it carried one.
     * Deafness is claimed only for a canary that Redis took and that did not
-      come back within ``timeout``: a canary that Redis did not take (it is
-      down or stalled) says nothing about the subscription, and rebuilding it
-      then would lose messages.
+      come back within ``timeout``, while nothing at all arrived on the
+      subscription for ``timeout``: a canary that Redis did not take (it is
+      down or stalled) says nothing about the subscription, and one that is
+      late behind other traffic says the node is busy (behind on reading),
+      not deaf. Rebuilding a subscription drops what it has not read yet, so
+      it is done only for a silent one. A busy node still stops being ready
+      (its canary is not fresh), which sends new clients elsewhere.
     * The canary's outcome is the publisher connection's health: a node whose
       last say failed becomes healthy again without another say.
 """
@@ -42,6 +46,10 @@ class Listening(Protocol):
     @property
     def up(self) -> bool:
         """Whether a subscription is open."""
+
+    @property
+    def last_received(self) -> float:
+        """When a message last arrived on the subscription (monotonic seconds)."""
 
     async def rebuild(self) -> None:
         """Replace the subscription with a new one."""
@@ -124,7 +132,7 @@ class Canary:
                 # calls restart(): keep no record that could only grow.
                 self._sent.clear()
                 self._taken.clear()
-            if subscriber.up and self._deaf():
+            if subscriber.up and self._deaf(subscriber.last_received):
                 self.misses += 1
                 log.warning("a canary did not come back: subscription is deaf; rebuilding it")
                 self._sent.clear()
@@ -152,8 +160,10 @@ class Canary:
         if seq in self._sent:  # not back yet
             self._taken[seq] = time.monotonic()
 
-    def _deaf(self) -> bool:
+    def _deaf(self, last_received: float) -> bool:
         now = time.monotonic()
+        if now - last_received <= self._timeout:
+            return False  # traffic arrives: behind, not deaf
         return any(now - taken > self._timeout for taken in self._taken.values())
 
     def _report(self, exc: BaseException | None) -> None:

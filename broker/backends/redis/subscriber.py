@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -95,6 +96,8 @@ class Subscriber:
         self._closing = False
         self._backoff = FIRST_BACKOFF
         self.up = False
+        self.last_received = 0.0
+        """When a message last arrived (monotonic seconds)."""
         self.received = 0
         self.reconnects = 0
 
@@ -274,6 +277,9 @@ class Subscriber:
 
     async def _read_batch(self, pubsub: PubSub, batch: list[Delivery]) -> None:
         message = await pubsub.get_message(timeout=None)
+        # The connection carries traffic: a late canary then means this node
+        # is behind (busy), not deaf (canary.py).
+        self.last_received = time.monotonic()
         # Drain what is already buffered, so the hub gets one batch.
         while message is not None:
             self._backoff = FIRST_BACKOFF  # the connection works
