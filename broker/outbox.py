@@ -128,7 +128,16 @@ class WriteGuard:
             cuts the connection off.
     """
 
-    __slots__ = ("_loop", "_on_slow", "_policy", "_timer", "_transport", "high_water", "tripped")
+    __slots__ = (
+        "_hard_limit",
+        "_loop",
+        "_on_slow",
+        "_policy",
+        "_timer",
+        "_transport",
+        "high_water",
+        "tripped",
+    )
 
     def __init__(
         self,
@@ -142,7 +151,9 @@ class WriteGuard:
         self._policy = policy
         self._on_slow = on_slow
         self._timer: asyncio.TimerHandle | None = None
+        # Plain attributes: read on every write (one per socket per loop turn).
         self.high_water = policy.high_water
+        self._hard_limit = policy.hard_limit
         self.tripped = False
 
     def write(self, data: bytes) -> bool:
@@ -154,18 +165,18 @@ class WriteGuard:
         """
         transport = self._transport
         after = transport.get_write_buffer_size() + len(data)
-        if after > self._policy.hard_limit:
+        if after > self._hard_limit:
             self._cut_off(after - len(data))
             return False
         transport.write(data)
-        if after > self._policy.high_water:
+        if after > self.high_water:
             self.check()
         return True
 
     def check(self) -> None:
         """Start the grace period if the buffer is above the high-water mark."""
         buffered = self._transport.get_write_buffer_size()
-        if self._timer is None and not self.tripped and buffered > self._policy.high_water:
+        if self._timer is None and not self.tripped and buffered > self.high_water:
             self._timer = self._loop.call_later(self._policy.grace, self._grace_over)
 
     def drained(self) -> None:
@@ -182,7 +193,7 @@ class WriteGuard:
     def _grace_over(self) -> None:
         self._timer = None
         buffered = self._transport.get_write_buffer_size()
-        if buffered > self._policy.high_water:
+        if buffered > self.high_water:
             self._cut_off(buffered)
 
     def _cut_off(self, buffered: int) -> None:
