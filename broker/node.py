@@ -316,17 +316,29 @@ class Node:
     # --- rooms ---------------------------------------------------------------
 
     async def _open_room(self, room: str) -> None:
-        # Subscribe first, then learn where the room stands: whatever arrives
-        # in between is held by the sequence and sorted out by start().
+        # Subscribe and learn where the room stands at once (one round trip
+        # on a join's path, not two). Whatever arrives before the position is
+        # known is held by the sequence and sorted out by start(). A message
+        # published after the read but before the subscription took effect
+        # would never arrive: one read after the subscription (off the join's
+        # path) hands it on, as after any interruption.
         sequence = None
         if self._history:
             sequence = self._sequences[room] = RoomSequence(room)
         try:
-            await self.backend.subscribe(room)
-            if sequence is not None:
-                read = await self._read(room, limit=0)
-                if self._sequences.get(room) is sequence:
-                    self._hand(sequence.start(read))
+            if sequence is None:
+                await self.backend.subscribe(room)
+                return
+            reading = asyncio.ensure_future(self._read(room, limit=0))
+            try:
+                await self.backend.subscribe(room)
+            except BaseException:
+                reading.cancel()
+                raise
+            read = await reading
+            if self._sequences.get(room) is sequence:
+                self._hand(sequence.start(read))
+                self._fill_later(sequence, force=True)
         except BaseException:
             if sequence is not None and self._sequences.get(room) is sequence:
                 del self._sequences[room]

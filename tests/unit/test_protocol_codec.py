@@ -6,17 +6,25 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
 from protocol import (
     ErrorCode,
+    HistoryReply,
     Join,
     Leave,
+    Message,
     Ping,
     ProtocolError,
     Say,
     decode_request,
+    decode_server_message,
+    encode,
+    encode_history,
     error_frame,
+    sender_of,
+    with_position,
 )
 
 
@@ -215,3 +223,39 @@ def test_json_nested_too_deeply_is_bad_json_not_a_crash(frame: bytes) -> None:
     error = _error(frame)
 
     assert (error.code, error.message) == (ErrorCode.BAD_JSON, "JSON is nested too deeply")
+
+
+# --- positions (docs/HISTORY-PRESENCE.md) ------------------------------------------
+
+
+def test_with_position_writes_offset_and_epoch_as_the_last_fields() -> None:
+    payload = encode(Message(room="r", from_="s-1", body=msgspec.Raw(b"1")))
+    framed = with_position(payload, 42, "e-9f")
+    assert framed == payload[:-1] + b',"offset":42,"epoch":"e-9f"}'
+    decoded = decode_server_message(framed)
+    assert isinstance(decoded, Message)
+    assert (decoded.offset, decoded.epoch) == (42, "e-9f")
+
+
+def test_sender_of_reads_the_from_of_a_message_frame() -> None:
+    payload = encode(Message(room="r", from_="s-77", body=msgspec.Raw(b"{}")))
+    assert sender_of(payload) == "s-77"
+
+
+def test_sender_of_a_frame_that_is_not_json_is_empty() -> None:
+    assert sender_of(b"not json") == ""
+
+
+def test_encode_history_keeps_the_frames_verbatim() -> None:
+    frame = with_position(
+        encode(Message(room="r", from_="s-1", body=msgspec.Raw(b"[ 1 ]"))), 3, "e"
+    )
+    reply = encode_history("r", (3, "e"), [frame], ref=9)
+    assert reply.endswith(b'"messages":[' + frame + b"]}")
+    decoded = decode_server_message(reply)
+    assert isinstance(decoded, HistoryReply)
+    assert (decoded.ref, decoded.offset, decoded.epoch, len(decoded.messages)) == (9, 3, "e", 1)
+
+
+def test_encode_history_of_a_room_without_history_has_no_offset() -> None:
+    assert encode_history("r", None, [], http=True) == b'{"room":"r","messages":[]}'
