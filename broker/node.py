@@ -334,6 +334,7 @@ class Node:
                 await self.backend.subscribe(room)
             except BaseException:
                 reading.cancel()
+                reading.add_done_callback(_retrieved)  # its failure is this one's
                 raise
             read = await reading
             if self._sequences.get(room) is sequence:
@@ -358,6 +359,10 @@ class Node:
             if since.epoch == sequence.epoch and since.offset == sequence.offset:
                 return [], True
             read = await self._read(sequence.room, after=since.offset)
+            if read.epoch != since.epoch or since.offset > read.offset:
+                # A shared read may have begun before the client's position
+                # existed: only a read of its own, begun now, may say no.
+                read = await self._read_one(sequence.room, since.offset, None, None)
             if read.epoch != since.epoch or since.offset > read.offset:
                 # Another epoch, or history went backwards: nothing to replay.
                 return [], False
@@ -501,12 +506,15 @@ class Node:
     async def _fill(self, sequence: RoomSequence) -> None:
         room = sequence.room
         try:
-            read = await self._read(room, after=sequence.offset)
+            # A read of its own, begun now: a shared one may have begun before
+            # this node handed on what it has, and would look "behind".
+            handed = sequence.offset
+            read = await self._read_one(room, handed, None, None)
             if read.epoch != sequence.epoch and sequence.offset:
-                read = await self._read(room)  # a new epoch: all of it
+                read = await self._read_one(room, 0, None, None)  # a new epoch: all of it
             if self._sequences.get(room) is not sequence:
                 return
-            if sequence.behind(read):
+            if sequence.behind(read, handed):
                 # The store lost writes but kept the epoch: offsets would be
                 # reused. Start a new epoch, so no member takes a reused
                 # offset for a new message (members see the epoch change).
@@ -560,6 +568,11 @@ class _Holding:
             else:
                 outbox.send(frame, payload)
         self.kept.clear()
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _settled(announced: asyncio.Future[None] | None) -> asyncio.Future[None]:

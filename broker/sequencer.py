@@ -132,10 +132,17 @@ class RoomSequence:
         handed.extend(self._settle())
         return handed
 
-    def behind(self, read: HistoryRead) -> bool:
+    def behind(self, read: HistoryRead, handed: int | None = None) -> bool:
         """Whether the store stands before this node in the same epoch: its
-        offsets went backwards (it lost writes without changing the epoch)."""
-        return read.epoch == self.epoch and read.offset < self.offset
+        offsets went backwards (it lost writes without changing the epoch).
+
+        Args:
+            read: a history read.
+            handed: the offset this node had handed on when the read began
+                (default: now); live messages may have moved it on since.
+        """
+        floor = self.offset if handed is None else handed
+        return read.epoch == self.epoch and read.offset < floor
 
     def _settle(self) -> list[Delivery]:
         # The store's epoch is the truth: held arrivals of another epoch are

@@ -154,3 +154,14 @@ def test_held_arrivals_are_bounded() -> None:
         sequence.take(message(offset))
     assert len(sequence.held()) == MAX_HELD
     assert sequence.lost == 10
+
+
+def test_a_read_begun_before_live_messages_moved_the_node_on_is_not_behind() -> None:
+    sequence = started(offset=10)
+    # The read began when the node had handed on 10; 11 and 12 came live
+    # while it was under way.
+    read = HistoryRead("e-1", 10, [])
+    sequence.take(message(11))
+    sequence.take(message(12))
+    assert not sequence.behind(read, handed=10)
+    assert sequence.behind(HistoryRead("e-1", 9, []), handed=10)
