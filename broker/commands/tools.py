@@ -254,17 +254,22 @@ def parse_body(text: str) -> Any:
     return msgspec.Raw(text.encode())
 
 
+def _one_shot(args: argparse.Namespace) -> contextlib.AbstractAsyncContextManager[Client]:
+    # say and who: one connection, no reconnect, the tool's timeout for all.
+    return connect(
+        args.url,
+        token=args.token,
+        reconnect=False,
+        request_timeout=args.timeout,
+        open_timeout=args.timeout,
+    )
+
+
 async def say(args: argparse.Namespace) -> int:
     """``broker say URL ROOM BODY``; returns the exit code."""
     _quiet_logging()
     try:
-        async with connect(
-            args.url,
-            token=args.token,
-            reconnect=False,
-            request_timeout=args.timeout,
-            open_timeout=args.timeout,
-        ) as client:
+        async with _one_shot(args) as client:
             await client.join(args.room)
             await client.say(args.room, parse_body(args.body))
     except ClientError as error:
@@ -314,13 +319,7 @@ async def who(args: argparse.Namespace) -> int:
     """``broker who URL ROOM [--json]``; returns the exit code."""
     _quiet_logging()
     try:
-        async with connect(
-            args.url,
-            token=args.token,
-            reconnect=False,
-            request_timeout=args.timeout,
-            open_timeout=args.timeout,
-        ) as client:
+        async with _one_shot(args) as client:
             await client.join(args.room)
             presence = await client.presence(args.room)
             asker = client.session
