@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from protocol.close_codes import CLOSE_RULES, CloseCode
+from protocol.errors import ErrorCode
 from protocol.messages import ClientMessage, ServerMessage
 from protocol.rules import ROOM_MAX_LENGTH, ROOM_PATTERN
 
@@ -20,7 +22,11 @@ def json_schema() -> dict[str, Any]:
     """Return one JSON Schema document describing both directions.
 
     ``$defs`` holds every message; ``ClientMessage`` and ``ServerMessage`` are
-    the two tagged unions.
+    the two tagged unions. ``ErrorCode`` and ``CloseCode`` list the values of
+    an error's ``code`` and of a close code, and ``x-close-rules`` is the
+    table of :mod:`protocol.close_codes` (what a client does after each
+    close), so that an SDK in another language generates it instead of
+    copying it by hand.
     """
     (client, server), components = msgspec.json.schema_components(
         [ClientMessage, ServerMessage], ref_template="#/$defs/{name}"
@@ -30,11 +36,30 @@ def json_schema() -> dict[str, Any]:
         room.update(pattern=ROOM_PATTERN, minLength=1, maxLength=ROOM_MAX_LENGTH)
     components["ClientMessage"] = client
     components["ServerMessage"] = server
+    components["ErrorCode"] = {
+        "title": "ErrorCode",
+        "description": "The code field of an error reply.",
+        "enum": [code.value for code in ErrorCode],
+    }
+    components["CloseCode"] = {
+        "title": "CloseCode",
+        "description": "WebSocket close codes the broker uses (1006 is only reported locally).",
+        "enum": [int(code) for code in CloseCode],
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "roomcast wire protocol v1",
         "$defs": components,
         "oneOf": [{"$ref": "#/$defs/ClientMessage"}, {"$ref": "#/$defs/ServerMessage"}],
+        "x-close-rules": _close_rules(),
+    }
+
+
+def _close_rules() -> dict[str, dict[str, str]]:
+    """Close code -> its name and the reconnect rule (any other code backs off)."""
+    return {
+        str(int(code)): {"name": code.name.lower(), "reconnect": rule.value}
+        for code, rule in CLOSE_RULES.items()
     }
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from protocol.close_codes import CLOSE_RULES
+from protocol.errors import ErrorCode
 from protocol.rules import ROOM_PATTERN
 from protocol.schema import json_schema, json_schema_text
 from tests.support.processes import REPO
@@ -89,3 +91,15 @@ def test_message_sender_is_named_from_on_the_wire(defs: dict[str, Any]) -> None:
 
 def test_say_body_accepts_any_json_value(defs: dict[str, Any]) -> None:
     assert defs["Say"]["properties"]["body"] == {}
+
+
+def test_schema_lists_every_error_code(defs: dict[str, Any]) -> None:
+    assert defs["ErrorCode"]["enum"] == [code.value for code in ErrorCode]
+
+
+def test_schema_exports_the_close_rule_of_every_close_code() -> None:
+    rules = json_schema()["x-close-rules"]
+    assert {int(code): entry["reconnect"] for code, entry in rules.items()} == {
+        int(code): rule.value for code, rule in CLOSE_RULES.items()
+    }
+    assert rules["1001"] == {"name": "going_away", "reconnect": "at_once"}
