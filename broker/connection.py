@@ -215,7 +215,7 @@ class ClientConnection:
         if wire.compressed():
             # Compressed frames differ per connection: no shared frame bytes.
             return DirectOutbox(wire.send_text)
-        return FramedOutbox(wire.is_open, self.node.scheduler, wire.guard)
+        return FramedOutbox(self.node.scheduler, wire.guard)
 
     # --- lifecycle -----------------------------------------------------------
 

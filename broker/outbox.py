@@ -136,6 +136,7 @@ class WriteGuard:
         "_timer",
         "_transport",
         "high_water",
+        "open",
         "tripped",
     )
 
@@ -155,6 +156,10 @@ class WriteGuard:
         self.high_water = policy.high_water
         self._hard_limit = policy.hard_limit
         self.tripped = False
+        # Whether fan-out frames may still be written: the WebSocket driver
+        # clears it when the connection leaves OPEN (a plain attribute, not a
+        # call, because the outbox reads it on every flush).
+        self.open = True
 
     def write(self, data: bytes) -> bool:
         """Write ``data`` unless it would take the buffer past the hard limit.
@@ -186,9 +191,11 @@ class WriteGuard:
             self._timer = None
 
     def close(self) -> None:
-        """Forget a pending grace timer; cut nothing off any more."""
+        """Forget a pending grace timer; cut nothing off any more, and let no
+        fan-out frame through."""
         self.drained()
         self.tripped = True
+        self.open = False
 
     def _grace_over(self) -> None:
         self._timer = None
@@ -208,18 +215,15 @@ class FramedOutbox:
     coalesced by the node's :class:`FlushScheduler`.
 
     Args:
-        is_open: tells whether the WebSocket is still OPEN (frames written
-            after a close frame would break the protocol).
         scheduler: the node's flush scheduler.
-        guard: the connection's write guard (the slow-consumer policy).
+        guard: the connection's write guard (the slow-consumer policy); its
+            ``open`` says whether the WebSocket is still OPEN (frames written
+            after a close frame would break the protocol).
     """
 
-    __slots__ = ("_guard", "_is_open", "_pending", "_replied", "_scheduler", "closed")
+    __slots__ = ("_guard", "_pending", "_replied", "_scheduler", "closed")
 
-    def __init__(
-        self, is_open: Callable[[], bool], scheduler: FlushScheduler, guard: WriteGuard
-    ) -> None:
-        self._is_open = is_open
+    def __init__(self, scheduler: FlushScheduler, guard: WriteGuard) -> None:
         self._scheduler = scheduler
         self._guard = guard
         self._pending: list[bytes] = []
@@ -257,10 +261,11 @@ class FramedOutbox:
         # Cleared, not replaced: a new list per member per flush would be the
         # hot path's only allocation the garbage collector tracks.
         pending.clear()
-        if self.closed or not self._is_open():
+        guard = self._guard
+        # Checked once per flush, not per frame, and by attribute, not by call.
+        if self.closed or not guard.open:
             return
-        # Checked once per flush, not per frame: the hot path stays as it was.
-        self._guard.write(data)
+        guard.write(data)
 
     def close(self) -> None:
         """Stop accepting frames and forget what is queued."""

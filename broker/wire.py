@@ -294,6 +294,11 @@ class Wire(asyncio.Protocol):
         if transport is None:
             return
         guard = self.guard
+        # Every call that can take the protocol out of OPEN (send_close, fail,
+        # a close frame received) is followed by this flush: from here on the
+        # outbox writes no more fan-out frames.
+        if self.ws.state is not OPEN:
+            guard.open = False
         for data in self.ws.data_to_send():
             if data is SEND_EOF or not data:
                 # close() waits for the buffer to drain: a peer that does not

@@ -24,11 +24,10 @@ class Harness:
     def __init__(self, policy: SlowConsumerPolicy = POLICY) -> None:
         self.loop = asyncio.get_running_loop()
         self.transport = FakeTransport()
-        self.open = True
         self.slow_calls: list[int] = []
         self.cut_off = asyncio.Event()
         self.guard = WriteGuard(self.loop, self.transport, policy, self._on_slow)
-        self.outbox = FramedOutbox(lambda: self.open, FlushScheduler(self.loop), self.guard)
+        self.outbox = FramedOutbox(FlushScheduler(self.loop), self.guard)
 
     def _on_slow(self, buffered: int) -> None:
         self.slow_calls.append(buffered)
@@ -83,7 +82,7 @@ async def test_one_scheduler_flushes_every_dirty_outbox_in_one_callback() -> Non
     transports = [FakeTransport() for _ in range(3)]
     for transport in transports:
         guard = WriteGuard(loop, transport, POLICY, lambda _: None)
-        outbox = FramedOutbox(lambda: True, scheduler, guard)
+        outbox = FramedOutbox(scheduler, guard)
         outbox.send_payload(b"x")
         outbox.send_payload(b"y")
 
@@ -97,7 +96,7 @@ async def test_flush_now_writes_every_dirty_outbox_before_the_loop_turns() -> No
     loop = asyncio.get_running_loop()
     scheduler = FlushScheduler(loop)
     transport = FakeTransport()
-    outbox = FramedOutbox(lambda: True, scheduler, WriteGuard(loop, transport, POLICY, print))
+    outbox = FramedOutbox(scheduler, WriteGuard(loop, transport, POLICY, print))
     outbox.send_payload(b"last words")
     scheduler.flush_now()
     assert transport.writes == [text_frame(b"last words")]
@@ -133,12 +132,19 @@ async def test_nothing_is_written_after_close(harness: Harness) -> None:
 
 async def test_nothing_is_written_once_the_websocket_is_not_open(harness: Harness) -> None:
     harness.outbox.send_payload(b"queued")
-    harness.open = False
+    harness.guard.open = False
     await next_turn()
     assert harness.transport.writes == []
 
 
 # --- slow consumers --------------------------------------------------------------
+
+
+async def test_a_closed_guard_lets_no_fan_out_frame_through(harness: Harness) -> None:
+    harness.outbox.send_payload(b"queued")
+    harness.guard.close()
+    await next_turn()
+    assert harness.transport.writes == []
 
 
 async def test_slow_for_longer_than_the_grace_is_cut_off_once(harness: Harness) -> None:
