@@ -229,7 +229,9 @@ class ClientConnection:
         welcome = Welcome(
             session=self.session.id, node=self.node.id, user=msgspec.UNSET if user is None else user
         )
-        self.outbox.send_payload(encode(welcome))
+        # Straight to the wire, not the outbox: it leaves in one write with
+        # the 101 response that is still waiting there.
+        self.wire.send_text(encode(welcome))
 
     def closed(self) -> None:
         """The connection ended, for whatever reason: leave every room, and the

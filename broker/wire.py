@@ -126,8 +126,10 @@ class Wire(asyncio.Protocol):
         assert transport is not None
         self._registry.add(self)
         transport.set_protocol(self)
-        self._flush()
         self.handler = opener(self)
+        # The 101 response waits in the protocol until now: the opener's
+        # welcome (sent with send_text) leaves in the same write.
+        self._flush()
         if rest:
             self.data_received(rest)
 
@@ -299,19 +301,28 @@ class Wire(asyncio.Protocol):
         # outbox writes no more fan-out frames.
         if self.ws.state is not OPEN:
             guard.open = False
-        for data in self.ws.data_to_send():
-            if data is SEND_EOF or not data:
-                # close() waits for the buffer to drain: a peer that does not
-                # read would hold the connection forever without this timer.
-                transport.close()
-                if self._timer is None:
-                    self._arm_close_timer()
-                return
+        chunks = self.ws.data_to_send()
+        if not chunks:
+            return
+        # SEND_EOF (an empty chunk) comes last, if at all.
+        eof = chunks[-1] is SEND_EOF or not chunks[-1]
+        if eof:
+            chunks.pop()
+        if chunks:
+            # One write for all of it (the 101 and the welcome, a pong and a
+            # close frame): a write is the costly part of a small message.
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             if guard.tripped:
                 # Cut off: only the close frame that says why is still written.
                 transport.write(data)
             elif not guard.write(data):
                 return  # refused: the cut-off already wrote its close frame
+        if eof:
+            # close() waits for the buffer to drain: a peer that does not
+            # read would hold the connection forever without this timer.
+            transport.close()
+            if self._timer is None:
+                self._arm_close_timer()
 
     def _slow_consumer(self, buffered: int) -> None:
         self._hold(_HELD_BY_WRITES)
