@@ -1,12 +1,20 @@
-// The demo chat page: one room at a time, names carried in message bodies.
+// The demo chat page: one room at a time, names carried in message bodies,
+// on the roomcast TypeScript SDK's browser build (roomcast.js here is a copy of
+// sdk/typescript/dist/roomcast.min.js; deploy/local-cluster builds it when missing).
 //
 // The protocol has no user names, so a message body is {"name": ..., "text": ...}.
 // Everything that came from the network is shown with textContent, never as HTML.
 // URL parameters: ?name=alice&room=lobby fill the form; ?ws=ws://host:port/ws
 // talks to another endpoint than this page's own /ws.
+//
+// What it shows: the room's recent history when it joins, who is in the room
+// (read with presence, kept current from joined/left, read again after every
+// reconnect), and every message exactly once across a node's restart: the
+// SDK re-joins since its last position and replays what was missed.
 
 import { connect } from "./roomcast.js";
 
+const HISTORY_LINES = 50;
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
@@ -19,6 +27,8 @@ const ui = {
   room: $("room"),
   roomTitle: $("room-title"),
   messages: $("messages"),
+  members: $("members"),
+  membersTitle: $("members-title"),
   sayForm: $("say-form"),
   text: $("text"),
   send: $("say-form").querySelector("button"),
@@ -28,25 +38,28 @@ ui.name.value = params.get("name") || ui.name.value;
 ui.room.value = params.get("room") || ui.room.value;
 
 let client = null; // connected on the first join: a node closes sessions that join no room
-let current = null; // the room this page is in
+let current = null; // the room this page shows
+let loading = null; // messages of `current` that arrived while its history loaded
 const names = new Map(); // session -> the name it last used
+const members = new Map(); // session -> user (presence of `current`)
 
 function setStatus(state, text) {
   ui.status.dataset.state = state;
   ui.status.textContent = text;
 }
 
-function shortSession(session) {
-  return String(session).slice(0, 8);
+function showConnection(session, node) {
+  ui.node.textContent = node || "–";
+  ui.session.textContent = session || "–";
 }
 
 function who(session) {
   const name = names.get(session);
-  return `${name || "someone"} (${shortSession(session)})`;
+  return `${name || "someone"} (${String(session).slice(0, 8)})`;
 }
 
 /** Append one line; `kind` is "message", "own" or "system". */
-function append(kind, name, text) {
+function append(kind, name, text, when = new Date()) {
   const item = document.createElement("li");
   item.dataset.kind = kind;
   const author = document.createElement("span");
@@ -56,9 +69,8 @@ function append(kind, name, text) {
   body.className = "text";
   body.textContent = text;
   const time = document.createElement("time");
-  const now = new Date();
-  time.dateTime = now.toISOString();
-  time.textContent = now.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  time.dateTime = when.toISOString();
+  time.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   item.append(author, body, time);
   const atBottom =
     ui.messages.scrollTop + ui.messages.clientHeight >= ui.messages.scrollHeight - 4;
@@ -69,35 +81,89 @@ function append(kind, name, text) {
 
 const system = (text) => append("system", "", text);
 
+/** Show a message frame (live, replayed or from history). */
+function showMessage(message, kind = "message") {
+  const body = message.body;
+  const isChat = body && typeof body === "object" && typeof body.text === "string";
+  const name = isChat && typeof body.name === "string" && body.name ? body.name : "?";
+  if (isChat) names.set(message.from, name);
+  const item = append(kind, name, isChat ? body.text : JSON.stringify(body));
+  if (message.offset !== undefined) item.dataset.offset = String(message.offset);
+  return item;
+}
+
+function renderMembers() {
+  const items = [...members.keys()].sort().map((session) => {
+    const item = document.createElement("li");
+    item.textContent =
+      session === client?.session ? `${ui.name.value.trim()} (you)` : who(session);
+    return item;
+  });
+  ui.members.replaceChildren(...items);
+  ui.membersTitle.textContent = current ? `In #${current}: ${members.size}` : "In the room";
+}
+
+/** Read who is in `room` (after a join, and after every reconnect). */
+async function loadPresence(room) {
+  try {
+    const presence = await client.presence(room);
+    if (room !== current) return;
+    members.clear();
+    for (const member of presence.members) members.set(member.session, member.user);
+    renderMembers();
+  } catch (error) {
+    system(`could not read who is in #${room}: ${error.code}`);
+  }
+}
+
+/** Show the room's recent history, then what arrived meanwhile (each line once). */
+async function loadHistory(room) {
+  loading = [];
+  let last = 0;
+  try {
+    const page = await client.history(room, { limit: HISTORY_LINES });
+    if (page.messages.length) system(`recent messages of #${room}:`);
+    for (const message of page.messages) {
+      showMessage(message, "history");
+      last = Math.max(last, message.offset ?? 0);
+    }
+  } catch (error) {
+    system(`could not read the history of #${room}: ${error.code}`);
+  }
+  const arrived = loading;
+  loading = null;
+  for (const message of arrived) if ((message.offset ?? Infinity) > last) showMessage(message);
+}
+
 function setJoined(room) {
   current = room;
   ui.roomTitle.textContent = room ? `#${room}` : "Pick a name and a room";
   ui.text.disabled = !room;
   ui.send.disabled = !room;
+  if (!room) members.clear();
+  renderMembers();
 }
 
-/** The client, connecting a new one if there is none or the last one closed for good. */
+/** The client, connecting a new one if there is none or the last one ended. */
 function ensureClient() {
-  if (client && client.state !== "closed") return client;
-  client = connect(params.get("ws") || "/ws", { heartbeatInterval: 15000 });
+  if (client && !client.closed) return client;
+  client = connect(params.get("ws") || "/ws", { heartbeat: 15000 });
+  const connection = client;
   setStatus("connecting", "connecting…");
-  let node = null; // the node of the current connection, for the "lost" line
-  client.on("welcome", (welcome) => {
-    node = welcome.node;
-    ui.node.textContent = welcome.node;
-    ui.session.textContent = welcome.session;
-    setStatus("open", `connected to ${welcome.node}`);
-  });
+  connection.ready.then(
+    (welcome) => {
+      showConnection(welcome.session, welcome.node);
+      setStatus("open", `connected to ${welcome.node}`);
+    },
+    (error) => setStatus("closed", `cannot connect (${error.code})`),
+  );
 
-  client.on("disconnected", ({ code, reconnect, delay }) => {
-    const lost = node ? `connection to ${node} lost` : "connection lost";
-    node = null;
-    ui.node.textContent = "–";
-    ui.session.textContent = "–";
-    if (reconnect) {
-      const when = delay ? `in ${(delay / 1000).toFixed(1)} s` : "now";
-      setStatus("reconnecting", `${lost} (${code}), reconnecting ${when}`);
-      system(`${lost} (code ${code}); reconnecting ${when}`);
+  connection.on("disconnected", ({ code, reconnecting }) => {
+    const lost = connection.node ? `connection to ${connection.node} lost` : "connection lost";
+    showConnection(null, null);
+    if (reconnecting) {
+      setStatus("reconnecting", `${lost} (${code}), reconnecting`);
+      system(`${lost} (code ${code}); reconnecting`);
     } else {
       setStatus("closed", `closed (${code})`);
       system(`connection closed (code ${code}); join again to reconnect`);
@@ -105,30 +171,47 @@ function ensureClient() {
     }
   });
 
-  client.on("reconnected", ({ welcome, rooms, failed }) => {
+  connection.on("reconnected", ({ session, node, rooms, failed, recovered }) => {
+    showConnection(session, node);
+    setStatus("open", `connected to ${node}`);
     const joined = rooms.length ? `, joined #${rooms.join(", #")} again` : "";
-    system(`reconnected to ${welcome.node}${joined}`);
-    for (const { room, error } of failed) system(`could not join #${room} again: ${error.code}`);
-    if (current && failed.some((f) => f.room === current)) setJoined(null);
+    system(`reconnected to ${node}${joined}`);
+    for (const [room, error] of Object.entries(failed)) {
+      system(`could not join #${room} again: ${error.code}`);
+    }
+    if (current && current in failed) setJoined(null);
+    if (!current || !rooms.includes(current)) return;
+    if (recovered[current]) {
+      system("nothing was missed");
+    } else {
+      system("some messages may be missing: reloading recent history");
+      void loadHistory(current);
+    }
+    // joined/left of the time away are not replayed: read presence again.
+    void loadPresence(current);
   });
 
-  client.on("message", ({ room, from, body }) => {
+  connection.on("message", (message) => {
+    if (message.room !== current) return;
+    if (loading) loading.push(message);
+    else showMessage(message);
+  });
+
+  connection.on("joined", ({ room, session, user }) => {
     if (room !== current) return;
-    const isChat = body && typeof body === "object" && typeof body.text === "string";
-    const name = isChat && typeof body.name === "string" && body.name ? body.name : "?";
-    if (isChat) names.set(from, name);
-    append("message", name, isChat ? body.text : JSON.stringify(body));
+    members.set(session, user);
+    renderMembers();
+    system(`${who(session)} joined`);
   });
 
-  client.on("joined", ({ room, session }) => {
-    if (room === current) system(`${who(session)} joined`);
-  });
-
-  client.on("left", ({ room, session }) => {
-    if (room === current) system(`${who(session)} left`);
+  connection.on("left", ({ room, session }) => {
+    if (room !== current) return;
+    members.delete(session);
+    renderMembers();
+    system(`${who(session)} left`);
     names.delete(session);
   });
-  return client;
+  return connection;
 }
 
 ui.joinForm.addEventListener("submit", async (event) => {
@@ -141,9 +224,10 @@ ui.joinForm.addEventListener("submit", async (event) => {
     const connection = ensureClient();
     if (previous) await connection.leave(previous);
     await connection.join(room);
-    setJoined(room);
     ui.messages.replaceChildren();
+    setJoined(room);
     system(`you joined #${room} as ${ui.name.value.trim()}`);
+    await Promise.all([loadHistory(room), loadPresence(room)]);
     ui.text.focus();
   } catch (error) {
     system(`could not join #${room}: ${error.code}`);
@@ -159,8 +243,9 @@ ui.sayForm.addEventListener("submit", async (event) => {
   const item = append("own", name, text);
   item.dataset.delivery = "pending";
   try {
-    await client.say(current, { name, text });
+    const position = await client.say(current, { name, text });
     item.dataset.delivery = "sent";
+    if (position) item.dataset.offset = String(position.offset);
   } catch (error) {
     item.dataset.delivery = "failed";
     item.title = `not sent: ${error.code}`;

@@ -1,4 +1,8 @@
-"""The demo chat in a real headless Chromium, through nginx, on three nodes."""
+"""The demo chat in a real headless Chromium, through nginx, on three nodes.
+
+The page runs on the TypeScript SDK's browser build (``sdk/typescript``),
+which ``deploy/local-cluster`` builds into ``deploy/demo`` when missing.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,17 @@ import pytest
 from tests.deploy.cdp import Chromium, DevTools, Page
 from tests.deploy.conftest import ClusterFactory
 from tests.support.processes import REPO
+from tests.typescript.conftest import require
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis]
 
 ARTIFACTS = REPO / "artifacts"
+
+
+@pytest.fixture(autouse=True)
+def sdk_build_tools() -> None:
+    """The page runs on the TypeScript SDK, which local-cluster builds with npm."""
+    require("npm")
 
 
 @pytest.fixture
@@ -68,6 +79,23 @@ async def heard(page: Page, name: str, text: str, timeout: float = 10.0) -> None
     )
 
 
+async def lines(page: Page, kind: str) -> list[str]:
+    """The texts of the lines of ``kind`` (message, own, history, system) on ``page``."""
+    texts: list[str] = await page.evaluate(
+        f"[...document.querySelectorAll('#messages li[data-kind={kind}] .text')]"
+        ".map(el => el.textContent)"
+    )
+    return texts
+
+
+async def members(page: Page) -> list[str]:
+    """The lines of the page's member list."""
+    shown: list[str] = await page.evaluate(
+        "[...document.querySelectorAll('#members li')].map(li => li.textContent)"
+    )
+    return shown
+
+
 async def test_demo_chat_moves_to_another_node_when_its_node_stops(
     new_cluster: ClusterFactory, devtools: DevTools
 ) -> None:
@@ -88,6 +116,7 @@ async def test_demo_chat_moves_to_another_node_when_its_node_stops(
     await heard(bob, "alice", "hello from alice")
 
     os.kill(cluster.node_pid(bob_node), signal.SIGTERM)
+    await say(alice, "while you were away")
     await bob.wait_for(
         "document.querySelector('#status').dataset.state === 'open'"
         f" && document.querySelector('#node').textContent !== {json.dumps(bob_node)}"
@@ -95,12 +124,19 @@ async def test_demo_chat_moves_to_another_node_when_its_node_stops(
         " li.textContent.includes('joined #e2e again'))",
         timeout=20,
     )
+    await heard(bob, "alice", "while you were away")
     await say(bob, "bob is back")
     await heard(alice, "bob", "bob is back")
     await say(alice, "welcome back")
     await heard(bob, "alice", "welcome back")
 
     assert await node_of(bob) != bob_node
+    # Each line once: nothing lost, nothing replayed twice.
+    assert await lines(bob, "message") == [
+        "hello from alice",
+        "while you were away",
+        "welcome back",
+    ]
     await bob.screenshot(ARTIFACTS / "demo-bob-after-failover.png")
     await alice.screenshot(ARTIFACTS / "demo-alice.png")
     assert alice.errors == [] and bob.errors == []
@@ -121,3 +157,28 @@ async def test_demo_shows_names_and_text_as_text_not_html(
         await reader.evaluate("document.querySelectorAll('#messages img, #messages b').length") == 0
     )
     assert await reader.evaluate("document.title") == "roomcast demo"
+
+
+async def test_demo_shows_recent_history_on_join_and_who_is_in_the_room(
+    new_cluster: ClusterFactory, devtools: DevTools
+) -> None:
+    cluster = new_cluster(nodes=2)
+    alice = await open_chat(devtools, cluster.http, "alice", "past")
+    await say(alice, "first")
+    await say(alice, "second")
+
+    bob = await open_chat(devtools, cluster.http, "bob", "past")
+    await bob.wait_for("document.querySelectorAll('#messages li[data-kind=history]').length === 2")
+    assert await lines(bob, "history") == ["first", "second"]
+    await bob.wait_for("document.querySelectorAll('#members li').length === 2")
+    bob_session = await bob.evaluate("document.querySelector('#session').textContent")
+    assert any(line.startswith("alice (") for line in await members(bob))
+    assert any(line.endswith("(you)") for line in await members(bob))
+
+    await alice.wait_for("document.querySelectorAll('#members li').length === 2")
+    assert any(bob_session[:8] in line for line in await members(alice))
+    await bob.close()
+    await alice.wait_for("document.querySelectorAll('#members li').length === 1")
+    assert await alice.evaluate("document.querySelector('#members-title').textContent") == (
+        "In #past: 1"
+    )
