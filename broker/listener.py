@@ -6,10 +6,14 @@ the request head) and is handed over to an HTTP exchange or a
 :class:`~broker.wire.Wire`; each stage adds itself to the listener's set and
 leaves it, so a drain sees every live connection, whatever its stage.
 
-Keepalive: one sweep per node, every half ping interval, pings each
-connection that sent nothing for ``ping_interval`` and drops one whose ping
-went unanswered for ``ping_timeout``. Any data from a client counts as a
-sign of life, so busy connections are never pinged.
+Keepalive: one sweep per node pings each connection that sent nothing for
+``ping_interval`` and drops one whose ping went unanswered for
+``ping_timeout``. Any data from a client counts as a sign of life, so busy
+connections are never pinged. The connections are kept in
+:data:`KEEPALIVE_SLICES` slices and the sweep looks at one slice per tick,
+so every connection is looked at once per half ping interval and the pings
+of 100,000 idle connections are spread over that time, never sent in one
+burst that would stall the loop. No connection has a timer of its own.
 """
 
 from __future__ import annotations
@@ -18,14 +22,23 @@ import asyncio
 import contextlib
 import logging
 import socket
+from typing import Final
 
 from broker.edge import Edge, EdgeApp
 from broker.link import Link, WireSettings
 from broker.wire import Wire
 
-__all__ = ["Listener"]
+__all__ = ["KEEPALIVE_SLICES", "Listener"]
 
 log = logging.getLogger("broker.listener")
+
+KEEPALIVE_SLICES: Final = 16
+"""Slices of the connections; the keepalive sweep looks at one per tick."""
+
+
+def _slice_of(link: Link) -> int:
+    # Object addresses are 16-byte aligned: the bits above spread evenly.
+    return (id(link) >> 4) % KEEPALIVE_SLICES
 
 
 class Listener:
@@ -45,7 +58,8 @@ class Listener:
         self.settings = settings
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
-        self.links: set[Link] = set()
+        self._slices: tuple[set[Link], ...] = tuple(set() for _ in range(KEEPALIVE_SLICES))
+        self._count = 0
         self._empty = asyncio.Event()
         self._empty.set()
         self._server: asyncio.Server | None = None
@@ -69,16 +83,31 @@ class Listener:
         """The listening sockets (their port, for instance)."""
         return tuple(self._server.sockets) if self._server is not None else ()
 
+    @property
+    def links(self) -> frozenset[Link]:
+        """Every live connection, whatever its stage (a copy)."""
+        return frozenset().union(*self._slices)
+
+    def holds(self, link: Link) -> bool:
+        """Whether ``link`` is still live."""
+        return link in self._slices[_slice_of(link)]
+
     def add(self, link: Link) -> None:
         """Keep track of a new connection (or of the next stage of one)."""
-        self.links.add(link)
-        self._empty.clear()
+        links = self._slices[_slice_of(link)]
+        if link not in links:
+            links.add(link)
+            self._count += 1
+            self._empty.clear()
 
     def discard(self, link: Link) -> None:
         """Forget a lost connection (or the stage it left)."""
-        self.links.discard(link)
-        if not self.links:
-            self._empty.set()
+        links = self._slices[_slice_of(link)]
+        if link in links:
+            links.remove(link)
+            self._count -= 1
+            if not self._count:
+                self._empty.set()
 
     def stop_accepting(self) -> None:
         """Close the listening sockets; live connections go on."""
@@ -87,7 +116,7 @@ class Listener:
 
     def open_wires(self) -> list[Wire]:
         """The connections whose WebSocket is open."""
-        return [link for link in self.links if isinstance(link, Wire) and link.is_open()]
+        return [wire for links in self._slices for wire in _open_wires(links)]
 
     async def drain(self, seconds: float, code: int, reason: str) -> None:
         """Close every open WebSocket with ``code``, spread evenly over ``seconds``,
@@ -98,7 +127,7 @@ class Listener:
         for index, wire in enumerate(wires):
             if index and pause:
                 await asyncio.sleep(pause)
-            if wire not in self.links:
+            if not self.holds(wire):
                 continue  # gone while we waited
             if wire.handler is not None:
                 wire.handler.close(code, reason)  # writes its queued frames first
@@ -129,7 +158,12 @@ class Listener:
     def keepalive_round(self, now: float) -> None:
         """Ping every open connection quiet for ``ping_interval``; drop those
         whose ping went unanswered for ``ping_timeout``."""
-        for wire in self.open_wires():
+        for index in range(KEEPALIVE_SLICES):
+            self.keepalive_slice(index, now)
+
+    def keepalive_slice(self, index: int, now: float) -> None:
+        """:meth:`keepalive_round` for the connections of slice ``index``."""
+        for wire in _open_wires(self._slices[index]):
             if wire.ping_sent:
                 if now - wire.ping_sent > self.ping_timeout:
                     log.info("keepalive timeout peer=%s: dropping", wire.peer)
@@ -139,7 +173,13 @@ class Listener:
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
-        period = max(0.5, self.ping_interval / 2)
+        tick = max(0.5, self.ping_interval / 2) / KEEPALIVE_SLICES
+        index = 0
         while True:
-            await asyncio.sleep(period)
-            self.keepalive_round(loop.time())
+            await asyncio.sleep(tick)
+            self.keepalive_slice(index, loop.time())
+            index = (index + 1) % KEEPALIVE_SLICES
+
+
+def _open_wires(links: set[Link]) -> list[Wire]:
+    return [link for link in links if isinstance(link, Wire) and link.is_open()]

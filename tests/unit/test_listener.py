@@ -4,6 +4,7 @@ keepalive round, and closing every connection at a drain."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,7 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from broker.link import WireSettings
-from broker.listener import Listener
+from broker.listener import KEEPALIVE_SLICES, Listener
 from broker.wire import Wire
 from tests.support.fakes import FakeEdgeApp
 
@@ -54,6 +55,23 @@ async def test_a_quiet_connection_is_pinged(listener: Listener) -> None:
         wire = await only_wire(listener)
         listener.keepalive_round(wire.last_seen + PING_INTERVAL)
         assert wire.ping_sent
+
+
+async def test_the_keepalive_sweep_pings_each_quiet_connection_once_a_slice_at_a_time(
+    listener: Listener,
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(40):
+            await stack.enter_async_context(connect(url(listener)))
+        wires = listener.open_wires()
+        now = max(wire.last_seen for wire in wires) + PING_INTERVAL
+        pinged_per_slice = []
+        for index in range(KEEPALIVE_SLICES):
+            before = {wire for wire in wires if wire.ping_sent}
+            listener.keepalive_slice(index, now)
+            pinged_per_slice.append({wire for wire in wires if wire.ping_sent} - before)
+        assert sum(len(pinged) for pinged in pinged_per_slice) == len(wires) == 40
+        assert max(len(pinged) for pinged in pinged_per_slice) < 40
 
 
 async def test_a_busy_connection_is_not_pinged(listener: Listener) -> None:
