@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Run the scaled topology of ``deploy/docker-compose.yml`` as local processes.
 
-    deploy/local-cluster [--nodes 3] [--port 8080] [--base-port 8765]
+    deploy/local-cluster [--nodes 3] [--port 8080] [--base-port 8765] [--redis-cluster]
 
-starts a redis-server (on a free port, unless ``--redis-url`` names one),
+starts a redis-server (on a free port, unless ``--redis-url`` names one;
+with ``--redis-cluster``, a Redis Cluster of 3 masters with 1 replica each,
+real ``redis-server --cluster-enabled yes`` processes, and the nodes run with
+``--redis-cluster``),
 ``--nodes`` broker nodes on consecutive ports from ``--base-port``, and nginx
 in front of them, its config rendered from ``deploy/nginx/roomcast.conf.template``
 (the template docker compose uses) with local addresses. nginx serves the demo
@@ -15,7 +18,9 @@ order), and is stopped by its PID on Ctrl-C or SIGTERM; on Linux a child also
 gets SIGTERM should this script die without cleaning up. nginx runs in the
 foreground with its pid file, logs and temp files in a state directory, so it
 needs no root and no system config. A node that exits leaves the others
-serving (that is the point of the demo); nginx or Redis exiting stops all.
+serving (that is the point of the demo); nginx or Redis exiting stops all,
+except that one server of a Redis Cluster exiting is only reported (its
+replica takes over: the failover demo).
 
 Nodes take every other setting from the ``BROKER_*`` environment variables,
 as ``broker serve`` does. Needs only the standard library and an installed
@@ -44,12 +49,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from broker.bench.redis_cluster import LocalRedisCluster
 
 __all__ = ["main", "render_template", "upstream_servers"]
 
 DEPLOY = Path(__file__).resolve().parent
 TEMPLATE = DEPLOY / "nginx" / "roomcast.conf.template"
 DEMO = DEPLOY / "demo"
+SDK = DEPLOY.parent / "sdk" / "typescript"
+DEMO_BUNDLE = DEMO / "roomcast.js"
 PLACEHOLDER = re.compile(r"\$\{(ROOMCAST_[A-Z0-9_]+)\}")
 STOP_TIMEOUT = 20.0
 
@@ -128,7 +139,7 @@ class Child:
     """One process this script started."""
 
     name: str
-    kind: str  # "redis", "node" or "lb"
+    kind: str  # "redis", "shard" (a server of a Redis Cluster), "node" or "lb"
     url: str
     process: subprocess.Popen[bytes]
 
@@ -178,6 +189,7 @@ class Cluster:
         self.redis_server = (
             None if args.redis_url else _find_binary("redis-server", args.redis_server)
         )
+        self.redis_cluster: LocalRedisCluster | None = None
 
     def _spawn(self, name: str, kind: str, url: str, argv: Sequence[str]) -> Child:
         log = (self.state / f"{name}.log").open("ab")
@@ -232,13 +244,44 @@ class Cluster:
         self._wait_until(child, lambda: _accepts(host, port), "no TCP listener")
         return url
 
+    def start_redis_cluster(self) -> str:
+        """Start a Redis Cluster (``--cluster-masters`` masters, 1 replica each);
+        return its seed list for ``--redis-cluster``."""
+        from broker.bench.redis_cluster import LocalRedisCluster
+
+        cluster = LocalRedisCluster(
+            masters=self.args.cluster_masters,
+            replicas=1,
+            host=self.args.host,
+            redis_server=self.redis_server,
+            log_dir=self.state,
+            preexec=self._preexec,
+        )
+        # Known before it starts, so that a start cut short is cleaned up too.
+        self.redis_cluster = cluster
+        try:
+            cluster.start(self.args.start_timeout * 2)
+        except RuntimeError as error:
+            raise SystemExit(f"local-cluster: Redis Cluster: {error}") from None
+        roles = {
+            shard.master.port: f"master, slots {shard.slot_text}" for shard in cluster.shards()
+        }
+        for index, server in enumerate(cluster.servers):
+            role = roles.get(server.port, "replica")
+            child = Child(f"redis-{index + 1}", "shard", server.url, server.process)
+            self.children.append(child)
+            print(f"started  {child.name:<8} pid {child.pid}  {child.url} ({role})", flush=True)
+        return cluster.seed_list
+
     def start_node(self, index: int, redis_url: str) -> Child:
-        """Start broker node ``node-<index+1>`` on ``base_port + index``."""
+        """Start broker node ``node-<index+1>`` on ``base_port + index``
+        (on the cluster whose seeds ``redis_url`` lists, with ``--redis-cluster``)."""
         port = self.args.base_port + index
         name = f"node-{index + 1}"
         http = f"http://{self.args.host}:{port}"
+        option = "--redis-cluster" if self.args.redis_cluster else "--redis-url"
         argv = [sys.executable, "-m", "broker", "serve", "--host", self.args.host]
-        argv += ["--port", str(port), "--redis-url", redis_url, "--node-id", name]
+        argv += ["--port", str(port), option, redis_url, "--node-id", name]
         child = self._spawn(name, "node", f"ws://{self.args.host}:{port}/ws", argv)
         self._wait_until(child, lambda: _http_status(http + "/healthz") == 200, "not healthy")
         return child
@@ -275,7 +318,7 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop in reverse order of dependence: LB, then nodes (1001 to clients), then Redis."""
-        for kind in ("lb", "node", "redis"):
+        for kind in ("lb", "node", "redis", "shard"):
             group = [c for c in self.children if c.kind == kind and c.process.poll() is None]
             for child in group:
                 child.process.send_signal(signal.SIGTERM)
@@ -286,6 +329,9 @@ class Cluster:
                     child.process.kill()
                     child.process.wait()
                 print(f"stopped  {child.name:<8} pid {child.pid}", flush=True)
+        if self.redis_cluster is not None:
+            # Ends any server a cut-short start left (by PID) and removes its files.
+            self.redis_cluster.stop()
 
     def watch(self) -> int:
         """Block until nginx or Redis exits (return 1); report nodes that exit."""
@@ -300,8 +346,40 @@ class Cluster:
             child = next(c for c in self.children if c.pid == info.si_pid)
             code = child.process.wait()
             print(f"exited   {child.name:<8} pid {child.pid} with {code}", flush=True)
-            if child.kind != "node":
-                return 1
+            if child.kind == "node":
+                continue
+            if child.kind == "shard" and any(
+                c.kind == "shard" and c.process.poll() is None for c in self.children
+            ):
+                continue  # a replica takes over; the nodes follow the cluster
+            return 1
+
+
+def build_demo_bundle() -> None:
+    """Build the SDK the demo page imports (``sdk/typescript`` with npm, its
+    browser build copied to ``deploy/demo/roomcast.js``) when it is missing
+    or older than the SDK's sources; without npm, say so and go on."""
+    sources = [*(SDK / "src").rglob("*.ts"), SDK / "package-lock.json"]
+    if DEMO_BUNDLE.exists() and all(
+        p.stat().st_mtime <= DEMO_BUNDLE.stat().st_mtime for p in sources
+    ):
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        print(
+            "local-cluster: npm not found: the demo page needs the TypeScript SDK built "
+            "(install Node.js 20+ and npm)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    print("local-cluster: building the demo's SDK (sdk/typescript)", file=sys.stderr, flush=True)
+    steps = [["run", "build"]]
+    if not (SDK / "node_modules" / ".package-lock.json").exists():
+        steps.insert(0, ["ci", "--no-audit", "--no-fund"])
+    for step in steps:
+        subprocess.run([npm, *step], cwd=SDK, check=True, stdout=subprocess.DEVNULL)
+    shutil.copyfile(SDK / "dist" / "roomcast.min.js", DEMO_BUNDLE)
 
 
 def _accepts(host: str, port: int) -> bool:
@@ -323,7 +401,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8080, help="load balancer port (8080)")
     parser.add_argument("--base-port", type=int, default=8765, help="first node's port (8765)")
     parser.add_argument("--redis-port", type=int, default=0, help="Redis port (default: free)")
-    parser.add_argument("--redis-url", help="use this Redis rather than starting one")
+    redis = parser.add_mutually_exclusive_group()
+    redis.add_argument("--redis-url", help="use this Redis rather than starting one")
+    redis.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="start a Redis Cluster (--cluster-masters masters, 1 replica each) and run the "
+        "nodes on it with --redis-cluster",
+    )
+    parser.add_argument(
+        "--cluster-masters",
+        type=int,
+        default=3,
+        help="masters of --redis-cluster (default 3, the least Redis Cluster allows)",
+    )
     parser.add_argument("--redis-server", help="redis-server binary (default: from PATH)")
     parser.add_argument("--nginx", help="nginx binary (default: from PATH or /usr/sbin)")
     parser.add_argument("--state-dir", type=Path, help="keep config and logs here (default: temp)")
@@ -336,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.nodes < 1:
         raise SystemExit("local-cluster: --nodes must be at least 1")
+    if args.cluster_masters < 3:
+        raise SystemExit("local-cluster: --cluster-masters must be at least 3")
     if importlib.util.find_spec("broker") is None:
         raise SystemExit(
             f"local-cluster: {sys.executable} cannot import broker; run this with the Python "
@@ -348,12 +441,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     cluster = Cluster(args, state.resolve())
     code = 1
     try:
-        redis_url = cluster.start_redis()
-        for child in cluster.children:
-            print(f"started  {child.name:<8} pid {child.pid}  {child.url}", flush=True)
+        if args.redis_cluster:
+            redis_url = cluster.start_redis_cluster()
+        else:
+            redis_url = cluster.start_redis()
+            for child in cluster.children:
+                print(f"started  {child.name:<8} pid {child.pid}  {child.url}", flush=True)
         nodes = [cluster.start_node(i, redis_url) for i in range(args.nodes)]
         for child in nodes:
             print(f"started  {child.name:<8} pid {child.pid}  {child.url}", flush=True)
+        build_demo_bundle()
         lb = cluster.start_lb([args.base_port + i for i in range(args.nodes)])
         print(f"started  {lb.name:<8} pid {lb.pid}  {lb.url} (nginx)", flush=True)
         print(f"logs     {cluster.state}", flush=True)

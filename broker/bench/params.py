@@ -27,6 +27,8 @@ class BenchParams:
     nodes: int = 1
     redis_url: str | None = None
     spawn_redis: bool = False
+    spawn_redis_cluster: bool = False
+    cluster_masters: int = 3
     server_pids: tuple[int, ...] = ()
     server_args: str = ""
     history_size: int | None = None

@@ -119,7 +119,7 @@ async def _measure(
 ) -> None:
     """Phase 4 and its numbers."""
     progress.phase = f"{target.name}: asking presence {params.requests} times"
-    redis_pids = (target.redis_pid,) if target.redis_pid else ()
+    redis_pids = target.redis_pids
     cpu_before = total_cpu_seconds(target.server_pids)
     redis_before = total_cpu_seconds(redis_pids)
     # Bounded by --timeout, and by the asker's connection: a close ends it.

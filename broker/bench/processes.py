@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = ["Children", "free_port", "redis_server_binary", "wait_for_http", "wait_for_port"]
@@ -36,6 +36,13 @@ class Children:
 
     def __init__(self) -> None:
         self._procs: list[tuple[str, subprocess.Popen[bytes], Path | None]] = []
+        self._cleanups: list[Callable[[], None]] = []
+
+    def add_cleanup(self, cleanup: Callable[[], None]) -> None:
+        """Call ``cleanup`` in :meth:`end_all`, after the processes are ended
+        (for helpers that start and end their own processes by PID, such as a
+        :class:`~broker.bench.redis_cluster.LocalRedisCluster`)."""
+        self._cleanups.append(cleanup)
 
     def start(
         self, name: str, argv: Sequence[str], *, pipes: bool = False
@@ -98,6 +105,9 @@ class Children:
                 with contextlib.suppress(OSError):
                     log.unlink()
         self._procs.clear()
+        cleanups, self._cleanups = self._cleanups, []
+        for cleanup in cleanups:
+            cleanup()
 
 
 async def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:

@@ -114,7 +114,7 @@ async def _storm(
         outcome.problems.append(f"{behind} clients never received the message before the kill")
         return None
     survivors = target.server_pids[1:]
-    redis_pids = (target.redis_pid,) if target.redis_pid else ()
+    redis_pids = target.redis_pids
     cpu_before = total_cpu_seconds(survivors)
     redis_before = total_cpu_seconds(redis_pids)
     progress.phase = f"{target.name}: node 0 killed, saying the gap through node 1"

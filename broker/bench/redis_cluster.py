@@ -17,11 +17,17 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ClusterServer", "LocalRedisCluster", "cluster_port"]
+__all__ = [
+    "ClusterServer",
+    "ClusterShard",
+    "LocalRedisCluster",
+    "cluster_port",
+    "parse_commandstats",
+]
 
 _BUS_OFFSET = 10000
 """Redis Cluster's bus listens on the client port + 10000."""
@@ -68,6 +74,38 @@ class ClusterServer:
         return self.process.poll() is None
 
 
+@dataclass(frozen=True)
+class ClusterShard:
+    """One master, its replicas, and the slot ranges it serves."""
+
+    master: ClusterServer
+    replicas: tuple[ClusterServer, ...]
+    slots: tuple[tuple[int, int], ...]
+    """Inclusive ``(first, last)`` ranges."""
+
+    def owns(self, slot: int) -> bool:
+        """Whether ``slot`` is one of this shard's."""
+        return any(low <= slot <= high for low, high in self.slots)
+
+    @property
+    def slot_text(self) -> str:
+        """The ranges as ``CLUSTER NODES`` writes them: ``0-5460 6000``."""
+        return " ".join(f"{low}-{high}" if high > low else str(low) for low, high in self.slots)
+
+
+def parse_commandstats(text: str) -> dict[str, tuple[int, int]]:
+    """``INFO commandstats`` as ``{command: (calls, usec)}`` (commands in lower case;
+    subcommands as ``script|load``)."""
+    stats: dict[str, tuple[int, int]] = {}
+    for line in text.splitlines():
+        name, _, values = line.strip().partition(":")
+        if not name.startswith("cmdstat_"):
+            continue
+        fields = dict(part.split("=", 1) for part in values.split(",") if "=" in part)
+        stats[name.removeprefix("cmdstat_")] = (int(fields["calls"]), int(fields["usec"]))
+    return stats
+
+
 @dataclass
 class LocalRedisCluster:
     """``masters`` masters with ``replicas`` replicas each, on loopback."""
@@ -83,8 +121,13 @@ class LocalRedisCluster:
     """``cluster-node-timeout``: how soon a dead master's replica takes over."""
     extra_args: Sequence[str] = ()
     """More ``redis-server`` options for every server (ACL files, ...)."""
+    log_dir: Path | None = None
+    """Write each server's log to ``redis-PORT.log`` here (default: discarded)."""
+    preexec: Callable[[], None] | None = None
+    """Run in each server's process before it starts (e.g. a parent-death signal)."""
     servers: list[ClusterServer] = field(default_factory=list)
     _workdir: Path | None = None
+    _stopped: bool = False
 
     @property
     def seeds(self) -> list[str]:
@@ -129,9 +172,13 @@ class LocalRedisCluster:
 
     def _start_server(self, binary: str, index: int) -> ClusterServer:
         assert self._workdir is not None
+        if self._stopped:
+            # stop() ran from another thread while start() was under way.
+            raise RuntimeError("the Redis Cluster was stopped while it started")
         port = cluster_port(self.host)
         workdir = self._workdir / str(port)
         workdir.mkdir()
+        log = str(self.log_dir / f"redis-{port}.log") if self.log_dir is not None else ""
         process = subprocess.Popen(
             [
                 binary,
@@ -148,11 +195,13 @@ class LocalRedisCluster:
                 # A replica syncs at once (the default waits 5 s for more
                 # replicas), so that it can take over from the first second.
                 "--repl-diskless-sync-delay", "0",
+                "--logfile", log,
                 *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=self.preexec,
         )  # fmt: skip
         return ClusterServer(port=port, process=process, host=self.host)
 
@@ -222,6 +271,43 @@ class LocalRedisCluster:
                     raise RuntimeError(f"replica on port {member.port} did not sync")
                 time.sleep(0.05)
 
+    def shards(self) -> list[ClusterShard]:
+        """Every master that serves slots, with its replicas, as ``CLUSTER NODES``
+        of the first live server says now."""
+        live = next((s for s in self.servers if s.alive), None)
+        if live is None:
+            return []
+        masters: dict[str, tuple[int, list[tuple[int, int]]]] = {}
+        replicas: dict[str, list[int]] = {}
+        for line in self.cli(live.port, "cluster", "nodes").splitlines():
+            fields = line.split()
+            if len(fields) < 8 or "fail" in fields[2]:
+                continue
+            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            if "master" in fields[2]:
+                ranges = []
+                for part in fields[8:]:
+                    low, _, high = part.partition("-")
+                    if low.isdigit():  # not a "[slot->-node]" migration mark
+                        ranges.append((int(low), int(high or low)))
+                masters[fields[0]] = (port, ranges)
+            elif "slave" in fields[2]:
+                replicas.setdefault(fields[3], []).append(port)
+        shards = [
+            ClusterShard(
+                self.server(port),
+                tuple(self.server(p) for p in sorted(replicas.get(node, []))),
+                tuple(sorted(ranges)),
+            )
+            for node, (port, ranges) in masters.items()
+            if ranges
+        ]
+        return sorted(shards, key=lambda shard: shard.slots[0])
+
+    def commandstats(self, port: int) -> dict[str, tuple[int, int]]:
+        """``INFO commandstats`` of one server: ``{command: (calls, usec)}``."""
+        return parse_commandstats(self.cli(port, "info", "commandstats"))
+
     def master_ports(self) -> list[int]:
         """Ports of the live servers that are masters now."""
         return [s.port for s in self.servers if s.alive and self._role(s.port) == "master"]
@@ -280,6 +366,7 @@ class LocalRedisCluster:
 
     def stop(self) -> None:
         """End every server by PID (SIGTERM, then SIGKILL) and remove the files."""
+        self._stopped = True
         for member in self.servers:
             if member.alive:
                 member.process.terminate()

@@ -8,7 +8,7 @@ from typing import Any
 
 from broker.bench.comparison import comparison_lines
 
-__all__ = ["column_help", "format_table"]
+__all__ = ["column_help", "format_table", "shard_help"]
 
 Row = tuple[str, Callable[[dict[str, Any]], str], str]
 """A table row: its label, how to read its cell from a target's metrics, and
@@ -127,7 +127,8 @@ _REDIS_ROWS: list[Row] = [
     (
         "Redis CPU µs per say",
         lambda m: _num(m["redis_cpu_us_per_say"], 2),
-        "user + system CPU of redis-server (--spawn-redis, or --redis-pid) during the window, "
+        "user + system CPU of redis-server (--spawn-redis, or --redis-pid; every server of "
+        "--spawn-redis-cluster, replicas included) during the window, "
         "divided by the says: the publish (and its history script) plus sending it to every "
         "subscribed node",
     ),
@@ -331,6 +332,8 @@ def column_help(scenario: str) -> str:
         "  with --compare, one sentence per headline number says how roomcast compares "
         "with the baseline"
     )
+    if scenario in ("fanout", "chat"):
+        lines.append(shard_help())
     return "\n".join(lines)
 
 
@@ -400,6 +403,8 @@ def format_table(record: dict[str, Any]) -> str:
             c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
         ]
         lines.append("  ".join(cells).rstrip())
+    for result in results:
+        lines.extend(_shard_lines(result))
     comparison = record.get("comparison")
     if comparison:
         lines.append("")
@@ -412,6 +417,77 @@ def format_table(record: dict[str, Any]) -> str:
     lines.append("")
     lines.append("result: OK" if record["ok"] else "result: FAILED (see PROBLEM lines)")
     return "\n".join(lines)
+
+
+_SHARD_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
+    ("shard", lambda s: str(s["shard"]), "the shard (a master and its replica)"),
+    ("slots", lambda s: s["slots"], "the slot ranges its master serves"),
+    ("rooms", lambda s: f"{s['rooms']:,}", "rooms whose hash tag's slot it owns"),
+    ("says", lambda s: f"{s['says']:,}", "messages said in those rooms in the window"),
+    (
+        "publishes",
+        lambda s: f"{s['publishes']:,}",
+        "SPUBLISH calls on its master (INFO commandstats; inside the publish script too): "
+        "one per say of its rooms, plus the nodes' canaries",
+    ),
+    (
+        "others",
+        lambda s: f"{s['others']:,}",
+        "publishes - says: the canaries (about one per node a second); more would be another "
+        "shard's rooms, fewer (negative) says lost",
+    ),
+    (
+        "scripts",
+        lambda s: f"{s['evalsha_calls']:,}",
+        "EVALSHA calls on its master: the publish scripts (history on), history reads, presence",
+    ),
+    (
+        "script µs/call",
+        lambda s: _num(s["script_us_per_call"], 2),
+        "the usec INFO commandstats counts per EVALSHA (the script's execution only)",
+    ),
+    (
+        "master CPU s",
+        lambda s: _num(s["master_cpu_s"], 2),
+        "the master process's user + system CPU (/proc) over the window",
+    ),
+    (
+        "master CPU µs/publish",
+        # A shard without says publishes only canaries: its idle CPU per
+        # canary would read as a cost per publish.
+        lambda s: _num(s["master_cpu_us_per_publish"], 2) if s["says"] else "-",
+        "that CPU per publish, for a shard whose rooms said something: the script, the I/O, "
+        "sending to every subscribed node, feeding its replica",
+    ),
+    (
+        "replica CPU s",
+        lambda s: _num(s["replica_cpu_s"], 2),
+        "its replicas' CPU over the window, apart (replication only)",
+    ),
+]
+"""The per-shard table of a run on ``--spawn-redis-cluster``."""
+
+
+def shard_help() -> str:
+    """What the per-shard table's columns mean, for ``--help``."""
+    lines = ["with --spawn-redis-cluster, a table per shard follows:"]
+    width = max(len(label) for label, _, _ in _SHARD_COLUMNS)
+    for label, _, meaning in _SHARD_COLUMNS:
+        lines.extend(_wrap(f"  {label.ljust(width)}  ", meaning))
+    return "\n".join(lines)
+
+
+def _shard_lines(result: dict[str, Any]) -> list[str]:
+    shards = result["metrics"].get("shards")
+    if not shards:
+        return []
+    rows = [[label for label, _, _ in _SHARD_COLUMNS]]
+    rows += [[_safe(cell, shard) for _, cell, _ in _SHARD_COLUMNS] for shard in shards]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["", f"per shard ({result['target']}, Redis Cluster):"]
+    for row in rows:
+        lines.append("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return lines
 
 
 def _safe(cell: Callable[[dict[str, Any]], str], metrics: dict[str, Any]) -> str:

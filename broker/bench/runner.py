@@ -27,6 +27,7 @@ from broker.bench.presence import run_presence
 from broker.bench.processes import Children
 from broker.bench.procfs import cpu_since, total_cpu_seconds, tree_rss_bytes
 from broker.bench.recovery import run_recovery
+from broker.bench.shards import ShardProbe, shard_warnings
 from broker.bench.targets import Target, given_target, spawn_roomcast, spawn_textbook
 from broker.bench.workers import WorkerPool
 
@@ -66,6 +67,7 @@ async def _start_target(
             params.spawn_redis,
             params.server_args,
             params.history_size,
+            params.cluster_masters if params.spawn_redis_cluster else None,
         )
     else:
         target = given_target(list(params.urls), list(params.server_pids))
@@ -200,7 +202,8 @@ async def _measure_deliveries(
     """``Go``, and the numbers of ``fanout`` and ``chat``."""
     progress.phase = f"{target.name}: measuring"
     cpu_before = total_cpu_seconds(target.server_pids)
-    redis_pids = (target.redis_pid,) if target.redis_pid else ()
+    redis_pids = target.redis_pids
+    shards = ShardProbe.of(target, plan)
     redis_before = total_cpu_seconds(redis_pids)
     results: list[Result] = await pool.run(time.monotonic_ns() + _START_DELAY_NS, params.drain)
     server_cpu = cpu_since(cpu_before, target.server_pids)
@@ -208,6 +211,9 @@ async def _measure_deliveries(
     outcome.metrics |= delivery_metrics(
         results, server_cpu, plan.offered_says_per_s, plan.offered_deliveries_per_s, redis_cpu
     )
+    if shards is not None:
+        outcome.metrics["shards"] = shards.finish()
+        outcome.warnings += shard_warnings(outcome.metrics["shards"])
     busy = [100.0 * r.cpu_s / r.wall_s if r.wall_s else 0.0 for r in results]
     outcome.workers = _worker_rows(plan, pool, busy)
     _check_counts(outcome)

@@ -6,6 +6,10 @@ with two changes that keep the broker's own guards out of the measurement:
 ``--log-level WARNING`` (one INFO line per connection would be measured as
 broker cost in the connect scenario). ``--history-size``, when the run sets
 it, goes before ``--server-args``, which therefore has the last word.
+
+With ``--spawn-redis-cluster`` the nodes run with ``--redis-cluster`` on a
+:class:`~broker.bench.redis_cluster.LocalRedisCluster` this run starts (its
+servers are ended by PID with the rest of the run's processes).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from broker.bench.processes import (
     wait_for_http,
     wait_for_port,
 )
+from broker.bench.redis_cluster import LocalRedisCluster
 
 __all__ = ["Target", "given_target", "spawn_roomcast", "spawn_textbook"]
 
@@ -39,9 +44,12 @@ class Target:
         urls: WebSocket URL of every node (clients are spread over them).
         server_pids: PIDs whose CPU and memory count as the server's (may be empty).
         spawned: whether this run started them.
-        backend: ``memory``, ``redis`` or ``unknown`` (given URLs).
+        backend: ``memory``, ``redis``, ``redis-cluster`` or ``unknown`` (given URLs).
         redis_pid: the redis-server whose CPU is measured: the one this run
             started, or the one given with ``--redis-pid``; None: not measured.
+        cluster: the Redis Cluster this run started (``--spawn-redis-cluster``).
+        namespace: the nodes' ``--namespace`` (spawned on Redis), to tell
+            which shard owns each room.
     """
 
     name: str
@@ -50,6 +58,16 @@ class Target:
     spawned: bool
     backend: str
     redis_pid: int | None = None
+    cluster: LocalRedisCluster | None = None
+    namespace: str | None = None
+
+    @property
+    def redis_pids(self) -> tuple[int, ...]:
+        """Every redis-server whose CPU counts: the one Redis, or every server
+        (masters and replicas) of the cluster."""
+        if self.cluster is not None:
+            return tuple(self.cluster.pids)
+        return (self.redis_pid,) if self.redis_pid else ()
 
 
 def given_target(urls: list[str], pids: list[int]) -> Target:
@@ -64,20 +82,26 @@ async def spawn_roomcast(
     spawn_redis: bool,
     server_args: str,
     history_size: int | None = None,
+    cluster_masters: int | None = None,
 ) -> Target:
     """Start ``nodes`` broker nodes (on Redis if asked) and wait until healthy.
 
     ``history_size`` None leaves the nodes' own default (and
-    ``BROKER_HISTORY_SIZE``) in force.
+    ``BROKER_HISTORY_SIZE``) in force. ``cluster_masters`` (not None) starts
+    a Redis Cluster of that many masters with one replica each and runs the
+    nodes on it.
 
     Raises:
         RuntimeError: a process failed to start (its log is in the message).
         TimeoutError: a process did not become ready in time.
     """
     redis_pid = None
+    cluster = None
     if spawn_redis:
         redis_url, redis_pid = await _spawn_redis(children)
-    if nodes > 1 and redis_url is None:
+    if cluster_masters is not None:
+        cluster = await _spawn_redis_cluster(children, cluster_masters)
+    if nodes > 1 and redis_url is None and cluster is None:
         raise RuntimeError("--nodes > 1 needs a Redis: give --redis URL or --spawn-redis")
     namespace = f"bench-{uuid.uuid4().hex[:10]}"
     urls, pids = [], []
@@ -89,13 +113,25 @@ async def spawn_roomcast(
             argv += ["--history-size", str(history_size)]
         if redis_url is not None:
             argv += ["--redis-url", redis_url, "--namespace", namespace]
+        if cluster is not None:
+            argv += ["--redis-cluster", cluster.seed_list, "--namespace", namespace]
         argv += shlex.split(server_args)
         proc = children.start_python(f"node{index}", *argv)
         await _ready(children, proc, f"broker node {index}", wait_for_http(port, "/healthz", proc))
         urls.append(f"ws://127.0.0.1:{port}/ws")
         pids.append(proc.pid)
-    backend = "memory" if redis_url is None else "redis"
-    return Target("roomcast", tuple(urls), tuple(pids), True, backend, redis_pid)
+    on_redis = redis_url is not None or cluster is not None
+    backend = "redis-cluster" if cluster is not None else "redis" if on_redis else "memory"
+    return Target(
+        "roomcast",
+        tuple(urls),
+        tuple(pids),
+        True,
+        backend,
+        redis_pid,
+        cluster,
+        namespace if on_redis else None,
+    )
 
 
 async def spawn_textbook(children: Children) -> Target:
@@ -116,6 +152,17 @@ async def _spawn_redis(children: Children) -> tuple[str, int]:
     proc = children.start("redis", argv)
     await _ready(children, proc, "redis-server", wait_for_port(port, proc))
     return f"redis://127.0.0.1:{port}/0", proc.pid
+
+
+async def _spawn_redis_cluster(children: Children, masters: int) -> LocalRedisCluster:
+    if redis_server_binary() is None:
+        raise RuntimeError("--spawn-redis-cluster: redis-server is not installed")
+    cluster = LocalRedisCluster(masters=masters, replicas=1)
+    # Ended with the run's other processes, even if the start is cut short.
+    children.add_cleanup(cluster.stop)
+    # The start polls other processes in a blocking loop: off the event loop.
+    await asyncio.to_thread(cluster.start, _START_TIMEOUT)
+    return cluster
 
 
 async def _ready(

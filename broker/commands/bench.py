@@ -44,6 +44,13 @@ def _natural_int(text: str) -> int:
     return value
 
 
+def _cluster_masters(text: str) -> int:
+    value = int(text)
+    if value < 3:
+        raise argparse.ArgumentTypeError(f"a Redis Cluster needs at least 3 masters, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -79,6 +86,19 @@ def _common() -> argparse.ArgumentParser:
         "--spawn-redis",
         action="store_true",
         help="start a private redis-server and spawn the nodes on it (implies --spawn)",
+    )
+    target.add_argument(
+        "--spawn-redis-cluster",
+        action="store_true",
+        help="start a private Redis Cluster (--cluster-masters masters, one replica each) and "
+        "spawn the nodes on it with --redis-cluster (implies --spawn); the table adds what "
+        "each shard served",
+    )
+    target.add_argument(
+        "--cluster-masters",
+        type=_cluster_masters,
+        metavar="N",
+        help="masters of --spawn-redis-cluster (default 3, the least Redis Cluster allows)",
     )
     target.add_argument(
         "--server-pid",
@@ -291,15 +311,19 @@ def register(subparsers: Any) -> None:
 def _params(args: argparse.Namespace) -> BenchParams:
     from broker.bench.params import BenchParams
 
-    spawn = bool(args.spawn or args.redis_url or args.spawn_redis)
+    spawn = bool(args.spawn or args.redis_url or args.spawn_redis or args.spawn_redis_cluster)
+    if sum(map(bool, (args.redis_url, args.spawn_redis, args.spawn_redis_cluster))) > 1:
+        raise ValueError("give one of --redis URL, --spawn-redis and --spawn-redis-cluster")
+    if args.cluster_masters is not None and not args.spawn_redis_cluster:
+        raise ValueError("--cluster-masters sizes --spawn-redis-cluster: give it too")
     if args.compare and args.scenario == "recovery":
         raise ValueError("--compare has no baseline for recovery (the textbook keeps no history)")
     if args.compare and args.scenario == "presence":
         raise ValueError("--compare has no baseline for presence (the textbook keeps none)")
     if args.compare and not spawn:
         raise ValueError("--compare needs --spawn (the baseline is started by the run)")
-    if args.nodes > 1 and not (args.redis_url or args.spawn_redis):
-        raise ValueError("--nodes > 1 needs --redis URL or --spawn-redis")
+    if args.nodes > 1 and not (args.redis_url or args.spawn_redis or args.spawn_redis_cluster):
+        raise ValueError("--nodes > 1 needs --redis URL, --spawn-redis or --spawn-redis-cluster")
     if spawn and args.urls:
         raise ValueError("give either --url or --spawn, not both")
     if args.history_size is not None and not spawn:

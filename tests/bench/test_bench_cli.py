@@ -377,6 +377,47 @@ def test_recovery_beyond_the_history_size_recovers_nobody() -> None:
     assert "not recovered: 6 clients" in result.stderr
 
 
+@pytest.mark.redis
+def test_a_spawned_redis_cluster_reports_what_each_shard_served() -> None:
+    record = record_of(
+        "chat", "--spawn-redis-cluster", "--cluster-masters", "4", "--nodes", "2",
+        "--rooms", "8", "--room-size", "3", "--messages", "5", "--say-rate", "50",
+    )  # fmt: skip
+
+    assert_record_shape(record, "chat")
+    result = record["results"][0]
+    metrics = result["metrics"]
+    assert (result["backend"], result["nodes"]) == ("redis-cluster", 2)
+    assert_exact_deliveries(metrics, 24 * 5 * 2)
+    shards = metrics["shards"]
+    assert len(shards) == 4
+    assert sum(s["rooms"] for s in shards) == 8
+    assert sum(s["says"] for s in shards) == metrics["says"] == 24 * 5
+    # Each say published once, on its room's shard (the rest are canaries);
+    # history on: each through the publish script.
+    assert all(s["publishes"] - s["says"] == s["others"] >= 0 for s in shards)
+    assert all(s["evalsha_calls"] >= s["says"] for s in shards)
+    assert not any(w.startswith("shard ") for w in result["warnings"])
+    redis_pids = [pid for s in shards for pid in (s["master_pid"], *s["replica_pids"])]
+    assert len(set(redis_pids)) == 8
+    assert not any(alive(pid) for pid in redis_pids)
+    for key in ("redis_cpu_s", "redis_cpu_us_per_say", "total_cpu_us_per_delivery"):
+        assert isinstance(metrics[key], float), key
+
+
+@pytest.mark.redis
+def test_a_spawned_redis_cluster_table_has_a_row_per_shard() -> None:
+    result = bench(
+        "fanout", "--spawn-redis-cluster", "--members", "5", "--messages", "20",
+        "--timeout", "60",
+    )  # fmt: skip
+
+    lines = result.stdout.splitlines()
+    start = lines.index("per shard (roomcast, Redis Cluster):")
+    assert [line.split()[0] for line in lines[start + 2 : start + 5]] == ["0", "1", "2"]
+    assert "result: OK" in result.stdout
+
+
 def test_the_timeout_aborts_the_run_and_ends_every_process() -> None:
     marker = f"bench-timeout-{uuid.uuid4().hex[:8]}"
     # 1,000 messages offered at 10 says/s would take 100 s.
@@ -407,6 +448,10 @@ def test_the_timeout_aborts_the_run_and_ends_every_process() -> None:
         (["recovery", "--spawn-redis"], "recovery kills a node it started"),
         (["recovery", "--url", "ws://127.0.0.1:1/ws"], "recovery kills a node it started"),
         (["recovery", "--spawn-redis", "--nodes", "2", "--compare", "textbook"], "no baseline"),
+        (["chat", "--spawn-redis", "--spawn-redis-cluster"], "give one of --redis URL"),
+        (["chat", "--redis", "redis://127.0.0.1:1/0", "--spawn-redis-cluster"], "give one of"),
+        (["chat", "--spawn-redis", "--cluster-masters", "4"], "--cluster-masters sizes"),
+        (["chat", "--spawn-redis-cluster", "--cluster-masters", "2"], "at least 3 masters"),
     ],
 )
 def test_contradictory_options_are_usage_errors(args: list[str], message: str) -> None:

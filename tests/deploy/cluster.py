@@ -61,6 +61,8 @@ class LocalCluster:
     nginx: str
     nodes: int = 3
     env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    """More options for the script (``--redis-cluster``)."""
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[str] | None = None
     pids: dict[str, int] = field(default_factory=dict)
@@ -85,6 +87,7 @@ class LocalCluster:
             [
                 *(sys.executable, str(SCRIPT), "--nodes", str(self.nodes)),
                 *("--port", str(self.port), "--base-port", str(base), "--nginx", self.nginx),
+                *self.args,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

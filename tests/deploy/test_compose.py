@@ -1,5 +1,6 @@
 """``deploy/docker-compose.yml``: validated by docker-compose, and the topology
-it describes (one Redis, three brokers, nginx on the shared template)."""
+it describes (one Redis, three brokers, nginx on the shared template); and
+``deploy/docker-compose.cluster.yml``, the same on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ from tests.deploy.tools import require_tool
 from tests.support.processes import REPO
 
 COMPOSE = REPO / "deploy" / "docker-compose.yml"
+CLUSTER_COMPOSE = REPO / "deploy" / "docker-compose.cluster.yml"
 BROKERS = ["broker-1", "broker-2", "broker-3"]
+REDIS_NODES = [f"redis-{i}" for i in range(1, 7)]
 
 
-def _compose(*args: str) -> subprocess.CompletedProcess[str]:
+def _compose(*args: str, file: Path = COMPOSE) -> subprocess.CompletedProcess[str]:
     docker_compose = require_tool("docker-compose")
     return subprocess.run(
-        [docker_compose, "-f", str(COMPOSE), *args],
+        [docker_compose, "-f", str(file), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -34,12 +37,17 @@ def _compose(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @functools.cache
-def _config() -> dict[str, Any]:
+def _config(file: Path = COMPOSE) -> dict[str, Any]:
     """The file as docker-compose resolves it (anchors merged, paths absolute)."""
-    result = _compose("config")
+    result = _compose("config", file=file)
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config
+
+
+def _cluster_service(name: str) -> dict[str, Any]:
+    service: dict[str, Any] = _config(CLUSTER_COMPOSE)["services"][name]
+    return service
 
 
 def _default_services() -> dict[str, Any]:
@@ -155,3 +163,66 @@ def test_load_balancer_looks_up_recreated_brokers_again() -> None:
     assert re.search(r"^\s*resolver 127\.0\.0\.11\b", main_conf, re.M)
     image_version = re.fullmatch(r"nginx:1\.(\d+)(\.\d+)?-alpine", lb["image"])
     assert image_version is not None and int(image_version[1]) >= 27  # resolve: 1.27.3+
+
+
+def test_cluster_compose_file_is_valid() -> None:
+    result = _compose("config", "--quiet", file=CLUSTER_COMPOSE)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_cluster_compose_runs_six_redis_a_cluster_creator_three_brokers_and_a_lb() -> None:
+    services = _config(CLUSTER_COMPOSE)["services"]
+
+    assert sorted(services) == sorted([*REDIS_NODES, "redis-cluster-create", *BROKERS, "lb"])
+
+
+@pytest.mark.parametrize("name", REDIS_NODES)
+def test_cluster_redis_nodes_are_cluster_enabled_and_healthchecked(name: str) -> None:
+    service = _cluster_service(name)
+    command = service["command"]
+
+    assert command[0] == "redis-server"
+    assert command[command.index("--cluster-enabled") + 1] == "yes"
+    assert service["healthcheck"]["test"][0] == "CMD"
+    assert "ports" not in service
+
+
+def test_cluster_creator_waits_for_every_healthy_node_and_gives_each_master_a_replica() -> None:
+    creator = _cluster_service("redis-cluster-create")
+    script = "\n".join(creator["command"])
+
+    assert {name: d["condition"] for name, d in creator["depends_on"].items()} == dict.fromkeys(
+        REDIS_NODES, "service_healthy"
+    )
+    assert "redis-cli --cluster create" in script
+    assert "--cluster-replicas 1" in script
+    assert all(name in script for name in REDIS_NODES)
+    assert creator["restart"] == "no"
+
+
+def test_cluster_brokers_start_once_the_cluster_is_created_and_use_it_as_seeds() -> None:
+    for name in BROKERS:
+        broker = _cluster_service(name)
+        env = broker["environment"]
+        seeds = env["BROKER_REDIS_CLUSTER"].split(",")
+
+        assert broker["depends_on"] == {
+            "redis-cluster-create": {"condition": "service_completed_successfully"}
+        }
+        assert "BROKER_REDIS_URL" not in env
+        assert env["BROKER_NODE_ID"] == name
+        assert all(
+            re.fullmatch(r"redis://(redis-\d):6379", seed)[1] in REDIS_NODES  # type: ignore[index]
+            for seed in seeds
+        )
+
+
+def test_cluster_brokers_are_built_as_in_the_single_redis_file() -> None:
+    for name in BROKERS:
+        assert _cluster_service(name)["build"] == _service(name)["build"]
+        assert _cluster_service(name)["image"] == _service(name)["image"]
+
+
+def test_cluster_load_balancer_is_the_single_redis_files() -> None:
+    assert _cluster_service("lb") == _service("lb")

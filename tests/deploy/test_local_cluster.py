@@ -1,19 +1,25 @@
 """``deploy/local-cluster``: nginx, rendered from the template compose uses,
-in front of real broker nodes on one real Redis."""
+in front of real broker nodes on one real Redis, or with ``--redis-cluster``
+on a real Redis Cluster (3 masters with a replica each)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from broker.bench.shards import room_slot
 from tests.conftest import ClientFactory
 from tests.deploy.cluster import LocalCluster, pid_alive
 from tests.deploy.conftest import ClusterFactory
+from tests.deploy.tools import require_tool
 from tests.support.processes import http_get
 
 pytestmark = pytest.mark.redis
@@ -154,3 +160,145 @@ def _wait_for_health_from(running: LocalCluster, node: str) -> None:
         if answers[-2:] == [node, node]:
             return
     raise AssertionError(f"/healthz answers: {answers}")
+
+
+# --- on a Redis Cluster (--redis-cluster) ------------------------------------
+
+REDIS_CLUSTER_SERVERS = {f"redis-{i}" for i in range(1, 7)}
+
+
+@pytest.fixture(scope="module")
+def on_redis_cluster() -> Iterator[LocalCluster]:
+    """One ``local-cluster --redis-cluster`` (3 nodes, 3 masters with a replica
+    each) shared by the tests that leave every process running."""
+    running = LocalCluster(nginx=require_tool("nginx"), args=("--redis-cluster",))
+    running.start(timeout=60)
+    yield running
+    running.cleanup()
+
+
+def _report_of(running: LocalCluster, name: str) -> str:
+    return next(line for line in running.output if line.startswith(f"started  {name} "))
+
+
+def test_with_redis_cluster_it_starts_three_masters_with_a_replica_each(
+    on_redis_cluster: LocalCluster,
+) -> None:
+    lines = [_report_of(on_redis_cluster, name) for name in sorted(REDIS_CLUSTER_SERVERS)]
+
+    masters = [line for line in lines if "(master, slots " in line]
+    assert len(masters) == 3
+    assert sum(line.endswith("(replica)\n") for line in lines) == 3
+    assert {"node-1", "node-2", "node-3", "lb"} <= set(on_redis_cluster.pids)
+
+
+def test_with_redis_cluster_the_nodes_run_on_it(on_redis_cluster: LocalCluster) -> None:
+    for node in ("node-1", "node-2", "node-3"):
+        cmdline = Path(f"/proc/{on_redis_cluster.pids[node]}/cmdline").read_bytes().split(b"\0")
+        seeds = cmdline[cmdline.index(b"--redis-cluster") + 1].decode().split(",")
+
+        assert b"--redis-url" not in cmdline
+        assert set(seeds) == {on_redis_cluster.urls[name] for name in REDIS_CLUSTER_SERVERS}
+
+
+async def test_with_redis_cluster_a_message_crosses_nodes_in_a_room_of_every_shard(
+    on_redis_cluster: LocalCluster, wire: ClientFactory
+) -> None:
+    alice = await wire(on_redis_cluster.ws)
+    for _ in range(5):
+        bob = await wire(on_redis_cluster.ws)
+        if bob.welcome["node"] != alice.welcome["node"]:
+            break
+    assert alice.welcome["node"] != bob.welcome["node"]
+
+    for room in _room_per_shard(on_redis_cluster):
+        await alice.join(room)
+        await bob.join(room)
+        await alice.expect("joined", room=room, session=bob.session)
+        await bob.say(room, f"hello in {room}")
+        heard = await alice.expect("message", room=room, **sent_by(bob.session))
+        assert heard["body"] == f"hello in {room}"
+
+
+def _room_per_shard(running: LocalCluster) -> list[str]:
+    """A room name in each master's slots (the nodes' namespace is the default)."""
+    ranges = []
+    for name in REDIS_CLUSTER_SERVERS:
+        line = _report_of(running, name)
+        if "(master, slots " in line:
+            text = line.split("(master, slots ", 1)[1].rstrip(")\n")
+            ranges.append([tuple(map(int, part.split("-"))) for part in text.split()])
+    rooms: dict[int, str] = {}
+    for index in range(1000):
+        room = f"shard-room-{index}"
+        slot = room_slot("roomcast", room)
+        owner = next(i for i, r in enumerate(ranges) if any(lo <= slot <= hi for lo, hi in r))
+        rooms.setdefault(owner, room)
+    assert len(rooms) == 3
+    return list(rooms.values())
+
+
+def test_with_redis_cluster_sigterm_stops_every_process_it_started() -> None:
+    running = LocalCluster(nginx=require_tool("nginx"), nodes=2, args=("--redis-cluster",))
+    running.start(timeout=60)
+    try:
+        started = dict(running.pids)
+        assert set(started) == {"node-1", "node-2", "lb"} | REDIS_CLUSTER_SERVERS
+
+        exit_code = running.stop()
+    finally:
+        running.cleanup()
+
+    assert exit_code == 0
+    assert [name for name, pid in started.items() if pid_alive(pid)] == []
+
+
+async def test_with_redis_cluster_a_killed_master_is_reported_and_its_rooms_keep_working(
+    wire: ClientFactory,
+) -> None:
+    running = LocalCluster(nginx=require_tool("nginx"), nodes=2, args=("--redis-cluster",))
+    running.start(timeout=60)
+    try:
+        room = _room_per_shard(running)[0]
+        master = _master_of(running, room)
+        alice, bob = await wire(running.ws), await wire(running.ws)
+        await alice.join(room)
+        await bob.join(room)
+        await alice.expect("joined", room=room, session=bob.session)
+
+        os.kill(running.pids[master], signal.SIGKILL)
+        line = running.wait_for_line(f"exited   {master}")
+        heard = await _say_until_heard(bob, alice, room)
+
+        assert running.process is not None and running.process.poll() is None
+        assert line.rstrip().endswith("with -9")
+        assert heard["body"] == "after the failover"
+    finally:
+        running.cleanup()
+
+
+def _master_of(running: LocalCluster, room: str) -> str:
+    """The name (``redis-N``) of the master whose slots hold ``room``."""
+    slot = room_slot("roomcast", room)
+    for name in sorted(REDIS_CLUSTER_SERVERS):
+        line = _report_of(running, name)
+        if "(master, slots " in line:
+            text = line.split("(master, slots ", 1)[1].rstrip(")\n")
+            for part in text.split():
+                low, _, high = part.partition("-")
+                if int(low) <= slot <= int(high or low):
+                    return name
+    raise AssertionError(f"no master for slot {slot}")
+
+
+async def _say_until_heard(speaker: Any, listener: Any, room: str) -> dict[str, Any]:
+    """Say in ``room`` until a say is taken (the replica has taken over: until
+    then the node answers unavailable) and return what ``listener`` heard."""
+    for _ in range(60):
+        reply = await speaker.request("say", room=room, body="after the failover")
+        if reply["type"] == "ok":
+            heard: dict[str, Any] = await listener.expect("message", room=room, timeout=10)
+            return heard
+        assert reply["code"] == "unavailable", reply
+        await asyncio.sleep(0.5)  # the pace of the retries, as a client's
+    raise AssertionError("no say was taken within 30 s of the failover")
