@@ -11,6 +11,7 @@ waits for time to pass.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
@@ -22,6 +23,7 @@ from broker.backends.redis import RedisBackend, redis_client_factory
 from broker.backends.redis import history as history_module
 from broker.backends.redis.envelope import RoomKeys
 from broker.backends.redis.history import REFRESH_FRACTION
+from broker.backends.redis.scripts import trim_slack
 from protocol import with_position
 from tests.security.test_redis_acl import USER, rule_for
 from tests.support.processes import RedisServer
@@ -182,16 +184,27 @@ async def test_a_publish_is_delivered_back_to_the_publishing_node_in_offset_orde
         assert [d.offset for d in each.received] == list(range(1, 22))
 
 
-async def test_history_holds_exactly_the_last_history_size_messages(
-    node: Node, redis: aioredis.Redis
-) -> None:
+async def test_reads_give_exactly_the_last_history_size_messages(node: Node) -> None:
     for i in range(SIZE + 3):
         await say(node, "lobby", str(i))
 
-    assert await redis.llen(RoomKeys.of("t", "lobby").history) == SIZE
     read = await node.backend.read_history("lobby")
+
     assert [offset for offset, _ in read.messages] == list(range(4, SIZE + 4))
     assert read.offset == SIZE + 3
+
+
+async def test_the_kept_history_grows_past_its_size_by_the_slack_then_is_trimmed_to_it(
+    node: Node, redis: aioredis.Redis
+) -> None:
+    history = RoomKeys.of("t", "lobby").history
+    lengths = []
+    for i in range(2 * (SIZE + trim_slack(SIZE))):
+        await say(node, "lobby", str(i))
+        lengths.append(await redis.llen(history))
+
+    assert max(lengths) == SIZE + trim_slack(SIZE)
+    assert lengths[SIZE + trim_slack(SIZE)] == SIZE  # the say past the slack trims
 
 
 async def test_a_node_with_a_lower_history_size_trims_the_history_to_it(
@@ -295,6 +308,63 @@ async def test_a_new_epoch_starts_at_1_once_the_position_expired(
     assert later.offset == 1 and later.epoch != first.epoch
     read = await node.backend.read_history("lobby")
     assert [offset for offset, _ in read.messages] == [1]
+
+
+async def test_a_say_that_starts_a_new_epoch_carries_it_in_its_frame(
+    node: Node, redis: aioredis.Redis
+) -> None:
+    await node.backend.subscribe("lobby")
+    await say(node, "lobby", "a")
+    await redis.delete(RoomKeys.of("t", "lobby").position)  # the position expired
+
+    later = await say(node, "lobby", "b")
+
+    assert later is not None
+    expected = with_position(frame("b"), 1, later.epoch)
+    await node.until(lambda: len(node.received) == 2)
+    assert node.received[1] == Delivery("lobby", "s-1", expected, 1.5, 1, later.epoch)
+    assert (await node.backend.read_history("lobby")).messages == [(1, expected)]
+
+
+async def test_an_epoch_started_for_a_lost_one_is_a_well_formed_new_epoch(
+    node: Node, redis: aioredis.Redis
+) -> None:
+    epochs = []
+    for _ in range(3):
+        position = await say(node, "lobby", "a")
+        assert position is not None
+        epochs.append(position.epoch)
+        await redis.delete(RoomKeys.of("t", "lobby").position)  # the position expired
+
+    assert len(set(epochs)) == 3
+    assert all(re.fullmatch("[A-Za-z0-9-]{1,64}", epoch) for epoch in epochs)
+
+
+async def test_two_nodes_that_find_the_same_epoch_lost_start_two_different_ones(
+    node_of: NodeFactory, redis: aioredis.Redis
+) -> None:
+    first, second = await node_of(), await node_of()
+    old = await say(first, "lobby", "a")
+    assert old is not None and await say(second, "lobby", "b") == Position(2, old.epoch)
+    position = RoomKeys.of("t", "lobby").position
+    await redis.delete(position)
+    started = await say(first, "lobby", "c")
+    await redis.delete(position)
+
+    again = await say(second, "lobby", "d")
+
+    assert started is not None and again is not None
+    assert len({old.epoch, started.epoch, again.epoch}) == 3
+    assert again.offset == 1
+
+
+async def test_a_node_new_to_a_room_continues_the_rooms_epoch(node_of: NodeFactory) -> None:
+    first, second = await node_of(), await node_of()
+    started = await say(first, "lobby", "a")
+
+    continued = await say(second, "lobby", "b")
+
+    assert started is not None and continued == Position(2, started.epoch)
 
 
 async def test_an_epoch_another_node_started_is_taken_by_a_node_remembering_an_older_one(
@@ -503,10 +573,11 @@ async def test_the_readmes_acl_user_may_do_everything_history_needs(
             await each.backend.start(each.deliver, each.hooks())
         await node.backend.subscribe("lobby")
         await node.backend.read_history("lobby")
-        for i in range(SIZE + 1):  # the last one drops the oldest (LPOP)
+        says = SIZE + trim_slack(SIZE) + 1  # the last one trims the history (LTRIM)
+        for i in range(says):
             await say(node, "lobby", str(i))
         await node.backend.publish("lobby", "s-1", b'{"type":"joined"}', history=False)
-        await node.until(lambda: len(node.received) == SIZE + 2)
+        await node.until(lambda: len(node.received) == says + 1)
         await say(smaller, "lobby", "x")  # a lowered size trims (LTRIM)
         assert redis_server.cli("LLEN", RoomKeys.of("roomcast", "lobby").history.decode()) == "2"
         await node.backend.read_history("lobby", 0, 5, 1)

@@ -36,7 +36,7 @@ def rule_for(password: str) -> str:
     return (
         f"ACL SETUSER {USER} on >{password} resetkeys ~{NAMESPACE}:* ~{{{NAMESPACE}:* "
         f"resetchannels &{{{NAMESPACE}:* -@all +ping +spublish +ssubscribe +sunsubscribe "
-        "+script|load +evalsha +hincrby +hget +hexists +rpush +lpop +ltrim +llen +lrange +pexpire "
+        "+script|load +evalsha +hincrby +hget +hexists +rpush +ltrim +llen +lrange +pexpire "
         "+set +exists +del +sadd +srem +smembers +hset +hdel +hgetall +hlen +hscan +multi +exec "
         "+cluster|slots +command +asking"
     )

@@ -80,7 +80,7 @@ class History:
             max(size, 1), int(ttl * 1000), int(meta_ttl * 1000), refresh_ms
         )
         """The script every publish with history calls (size and TTLs in it)."""
-        self._read = read_script(int(meta_ttl * 1000), refresh_ms)
+        self._read = read_script(int(meta_ttl * 1000), refresh_ms, max(size, 1))
         self._rooms: dict[bytes, _Room] = {}
         self._epoch_prefix = (new_epoch() + "-").encode()
         self._epochs = 0
@@ -106,15 +106,20 @@ class History:
         frame without a position) after the envelope head ``head``, and what
         turns its reply into the message's position."""
         now = monotonic()
-        # The epoch the script starts if the room has no position. Not a
-        # fresh random one per say (os.urandom costs more than the rest of
-        # this method): this process's random prefix and a count, so every
-        # epoch it can start is still new.
-        self._epochs += 1
-        fresh = b"%s%x" % (self._epoch_prefix, self._epochs)
         room = self._rooms.get(keys.position)
-        sent = fresh if room is None else room.epoch
-        refresh = room is None or now - room.refreshed >= self._refresh
+        if room is None:
+            # The epoch the script starts if the room has no position. Not a
+            # fresh random one per say (os.urandom costs more than the rest
+            # of this method): this process's random prefix and a count, so
+            # every epoch it can start is still new.
+            self._epochs += 1
+            sent = b"%s%x" % (self._epoch_prefix, self._epochs)
+            flag: tuple[bytes, ...] = (b"new",)
+        else:
+            sent = room.epoch
+            # Every argument costs Redis CPU: the flag only when it is needed.
+            flag = (b"refresh",) if now - room.refreshed >= self._refresh else ()
+        refresh = bool(flag)
 
         def position(reply: Any) -> Position:
             offset, epoch = (reply, sent) if isinstance(reply, int) else reply
@@ -122,18 +127,10 @@ class History:
             self._remember(keys.position, epoch, now if refresh else None)
             return Position(int(offset), epoch.decode())
 
-        args = (
-            b"EVALSHA",
-            self.publish_script.sha,
-            3,
-            *keys,
-            sent,
-            fresh,
-            head,
-            payload[:-1],
-            b"1" if refresh else b"0",
-        )
-        return args, position
+        # The envelope in the two pieces around the offset's first place
+        # (scripts.py): the script joins them with the offset and the epoch.
+        rest = b'\n%s\n%s,"offset":' % (sent, payload[:-1])
+        return (b"EVALSHA", self.publish_script.sha, 3, *keys, sent, head, rest, *flag), position
 
     def _remember(self, position_key: bytes, epoch: bytes, refreshed: float | None) -> None:
         room = self._rooms.get(position_key)
