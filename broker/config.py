@@ -34,6 +34,7 @@ __all__ = [
     "OptionError",
     "from_env_and_args",
     "join_budget",
+    "redis_seeds",
     "split_list",
 ]
 
@@ -64,6 +65,8 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8765
     redis_url: str | None = None
+    redis_cluster: str | None = None
+    redis_cluster_wait_replicas: int = 0
     node_id: str | None = None
     namespace: str = "roomcast"
     ping_interval: float = 20.0
@@ -109,6 +112,9 @@ class Config:
                 option.check(value)
             except ValueError as exc:
                 raise OptionError(option, str(exc)) from None
+        if self.redis_url is not None and self.redis_cluster is not None:
+            cluster = next(option for option in OPTIONS if option.name == "redis_cluster")
+            raise OptionError(cluster, "cannot be used with --redis-url: give one or the other")
         if self.history_meta_ttl < self.history_ttl:
             # docs/HISTORY-PRESENCE.md, "Options": a position outlives its messages.
             meta = next(option for option in OPTIONS if option.name == "history_meta_ttl")
@@ -273,6 +279,27 @@ def _redis_url(value: str) -> None:
         raise ValueError(f"must end with a database number (/0), not /{database}: {value!r}")
 
 
+def _redis_cluster(value: str) -> None:
+    # Seed nodes: one URL each, as --redis-url takes them, but TCP only and
+    # database 0 (a cluster has no other).
+    urls = [url.strip() for url in value.split(",")]
+    if not any(urls):
+        raise ValueError("must list at least one seed URL (redis://host:7000,redis://host:7001)")
+    for url in urls:
+        if not url:
+            raise ValueError(f"has an empty seed between commas: {value!r}")
+        if urlsplit(url).scheme == "unix":
+            raise ValueError(f"takes redis:// or rediss:// seeds, not a socket: {url!r}")
+        _redis_url(url)
+        if urlsplit(url).path.strip("/") not in ("", "0"):
+            raise ValueError(f"has a database other than 0, which a cluster has not: {url!r}")
+
+
+def redis_seeds(value: str) -> list[str]:
+    """The seed URLs of ``--redis-cluster``."""
+    return [url.strip() for url in value.split(",")]
+
+
 def _jwt_secret(value: str) -> None:
     size = len(value.encode())
     if size < MIN_JWT_SECRET_BYTES:
@@ -362,6 +389,22 @@ OPTIONS: tuple[Option, ...] = (
         "absent: in-memory, one node",
         "URL",
         _redis_url,
+    ),
+    Option(
+        "redis_cluster",
+        str,
+        "comma-separated seed URLs of a Redis Cluster (redis://host:7000,redis://host:7001; "
+        "rooms on sharded pub/sub); not with --redis-url",
+        "URLS",
+        _redis_cluster,
+    ),
+    Option(
+        "redis_cluster_wait_replicas",
+        _int,
+        "with --redis-cluster: replicas that must have a message before its say is "
+        "acknowledged (WAIT; 0: asynchronous, a failover may lose the last ones)",
+        "N",
+        _between(0, 16),
     ),
     Option(
         "node_id", str, "this node's id, as sent in welcome (default: generated)", "ID", _node_id
@@ -513,7 +556,7 @@ OPTIONS: tuple[Option, ...] = (
         "workers",
         _workers,
         "processes serving one port with SO_REUSEPORT, each a node on the Redis "
-        "('auto': one per core; more than 1 needs --redis-url)",
+        "('auto': one per core; more than 1 needs --redis-url or --redis-cluster)",
         "N",
         _workers_check,
     ),

@@ -8,8 +8,8 @@ this module turns them into metric families only when scraped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -88,6 +88,7 @@ class _NodeCollector:
             backend.get("canary_lag_seconds", 0.0),
         )
         yield _gauge("roomcast_backend_up", "1 if the backend is reachable", node.backend.healthy())
+        yield from _shard_metrics(backend.get("shards", ()))
         yield _gauge("roomcast_draining", "1 while the node drains", node.draining)
         yield _gauge(
             "roomcast_event_loop_lag_seconds", "Last measured event-loop lag", counters.loop_lag
@@ -99,6 +100,38 @@ class _NodeCollector:
         )
         histogram.add_metric([], latency.buckets(), latency.sum)
         yield histogram
+
+
+def _shard_metrics(shards: Iterable[Mapping[str, Any]]) -> Iterator[Metric]:
+    # On a Redis Cluster: one series per shard (its master's host:port).
+    shards = list(shards)
+    if not shards:
+        return
+    up = GaugeMetricFamily(
+        "roomcast_backend_shard_up",
+        "1 while the shard's canary comes back (its rooms can be served)",
+        labels=["shard"],
+    )
+    lag = GaugeMetricFamily(
+        "roomcast_backend_shard_canary_lag_seconds",
+        "Round trip of the shard's last canary",
+        labels=["shard"],
+    )
+    misses = CounterMetricFamily(
+        "roomcast_backend_shard_canary_misses",
+        "Times the node found its subscription on the shard deaf",
+        labels=["shard"],
+    )
+    rooms = GaugeMetricFamily(
+        "roomcast_backend_shard_rooms", "Rooms subscribed on the shard", labels=["shard"]
+    )
+    for shard in shards:
+        name = [str(shard["shard"])]
+        up.add_metric(name, float(shard["up"]))
+        lag.add_metric(name, float(shard["canary_lag_seconds"]))
+        misses.add_metric(name, float(shard["canary_misses"]))
+        rooms.add_metric(name, float(shard["rooms"]))
+    yield from (up, lag, misses, rooms)
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:

@@ -168,13 +168,19 @@ class NodeRoutes:
     def _healthz(self) -> HttpAnswer:
         node = self.node
         healthy = node.healthy()
-        body = {
+        body: dict[str, object] = {
             "status": "ok" if healthy else "unavailable",
             "node": node.id,
             "draining": node.draining,
             "backend": node.backend.healthy(),
             "connections": node.counters.sessions,
         }
+        shards = node.backend.stats().get("shards")
+        if shards is not None:
+            # On a Redis Cluster: ready while any shard is; each one's state.
+            body["shards"] = [
+                {"shard": s["shard"], "up": s["up"], "rooms": s["rooms"]} for s in shards
+            ]
         return json_answer(200 if healthy else 503, body)
 
     def _livez(self) -> HttpAnswer:

@@ -28,7 +28,7 @@ from broker.api_key import ApiKey
 from broker.backends.base import Backend
 from broker.backends.memory import MemoryBackend, MemoryBus
 from broker.backends.memory_history import MemoryHistory
-from broker.config import Config, join_budget, split_list
+from broker.config import Config, join_budget, redis_seeds, split_list
 from broker.connection import ConnectionLimits
 from broker.link import WireSettings
 from broker.listener import Listener
@@ -46,11 +46,25 @@ log = logging.getLogger("broker.server")
 
 
 def build_backend(config: Config, node_id: str) -> Backend:
-    """The backend ``config`` asks for: Redis if a URL is given, else memory."""
+    """The backend ``config`` asks for: Redis Cluster if seeds are given,
+    Redis if a URL is, else memory."""
+    if config.redis_cluster is not None:
+        # Imported here so that a memory-only node never imports redis.
+        from broker.backends.redis import ClusterSeeds, RedisClusterBackend
+
+        return RedisClusterBackend(
+            ClusterSeeds(redis_seeds(config.redis_cluster)),
+            node_id,
+            config.namespace,
+            presence_ttl=config.node_timeout,
+            history_size=config.history_size,
+            history_ttl=config.history_ttl,
+            history_meta_ttl=config.history_meta_ttl,
+            wait_replicas=config.redis_cluster_wait_replicas,
+        )
     if config.redis_url is None:
         history = MemoryHistory(config.history_size, config.history_ttl, config.history_meta_ttl)
         return MemoryBackend(MemoryBus(history))
-    # Imported here so that a memory-only node never imports redis.
     from broker.backends.redis import RedisBackend, redis_client_factory
 
     return RedisBackend(

@@ -122,9 +122,11 @@ class Backend(Protocol):
     they get a room's messages in one order: the store's).
 
     Ordering: payloads published by one node, in the order :meth:`publish` was
-    called, reach every node in that order. Messages with a position reach
-    every node in offset order, unless a subscription was interrupted (then
-    ``resubscribed`` is called once it is whole again).
+    called, reach every node in that order (on a Redis Cluster: those of
+    rooms on one shard; the rooms of different shards are independent).
+    Messages with a position reach every node in offset order, unless a
+    subscription was interrupted (then ``resubscribed`` is called once it is
+    whole again).
 
     Positions (docs/HISTORY-PRESENCE.md, "Positions"): with history
     (``history_size`` > 0), a ``message`` published with ``history=True`` is

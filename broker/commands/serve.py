@@ -71,9 +71,9 @@ def _serve(args: argparse.Namespace) -> int:
         _check_auth(config)
     except ValueError as exc:
         return _fail(exc)
-    if config.workers > 1 and config.redis_url is None:
+    if config.workers > 1 and config.redis_url is None and config.redis_cluster is None:
         return _fail(
-            "--workers > 1 needs --redis-url: the in-memory backend "
+            "--workers > 1 needs --redis-url or --redis-cluster: the in-memory backend "
             "cannot span processes, so workers would not see each other's rooms"
         )
     configure_logging(config.log_level, config.log_format)

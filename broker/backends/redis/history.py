@@ -151,6 +151,17 @@ class History:
         self._rooms = {key: room for key, room in self._rooms.items() if room.refreshed > stale}
         self._prune_at = max(_PRUNE_AT_LEAST, 2 * len(self._rooms))
 
+    def published(self) -> dict[str, str]:
+        """Rooms this node published to lately, with the epoch it used:
+        every room it remembers (a room is forgotten once no publish
+        refreshed it for ``ttl / REFRESH_FRACTION`` and more than 1,024 are
+        remembered)."""
+        start = len(self._namespace) + 2  # b"{" namespace b":"
+        return {
+            key[start:-3].decode(): room.epoch.decode()  # ... b"}:p"
+            for key, room in self._rooms.items()
+        }
+
     async def read(
         self, room: str, after: int, before: int | None, limit: int | None
     ) -> HistoryRead:

@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 from broker.backends.base import Membership, PresenceHooks
 from broker.backends.redis.client import IO_ERRORS, as_bytes
 from broker.backends.redis.errors import brief
-from broker.backends.redis.publisher import Publisher
+from broker.backends.redis.publisher import Pipeline
 from broker.backends.redis.room_presence import RoomPresence, settled
 
 __all__ = ["Presence"]
@@ -62,7 +62,7 @@ class Presence:
     def __init__(
         self,
         client: aioredis.Redis,
-        publisher: Publisher,
+        publisher: Pipeline,
         node: bytes,
         namespace: str,
         ttl: float,

@@ -8,7 +8,10 @@ Invariants:
       go again, in their order, right after the script is loaded, since
       Redis certainly did not run them.
     * Publishes are never retried otherwise: one that failed may have reached
-      Redis, and a retry could deliver it twice.
+      Redis, and a retry could deliver it twice. The one exception is the
+      ``reroute`` hook of a cluster shard (:mod:`.cluster_router`): it is
+      offered only commands that Redis provably did not run (a redirect,
+      TRYAGAIN, CLUSTERDOWN, or a connection that could not be opened).
     * Every acceptance future is settled, at the latest by :meth:`fail_all`.
 """
 
@@ -17,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, ClusterDownError, NoScriptError, TryAgainError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.backends.base import BackendUnavailable, OutcomeUnknown
@@ -28,7 +31,7 @@ from broker.backends.redis.client import IO_ERRORS
 from broker.backends.redis.errors import brief
 from broker.backends.redis.scripts import Script
 
-__all__ = ["Batch", "Command", "Publisher"]
+__all__ = ["NOT_RUN", "Batch", "Command", "Pipeline", "Publisher", "Reroute"]
 
 log = logging.getLogger("broker.redis")
 
@@ -46,9 +49,33 @@ class Command(NamedTuple):
     """Turns the reply into the future's result (None: the result is None)."""
     script: Script | None = None
     """The script an EVALSHA calls, to load it again after NOSCRIPT."""
+    born: float = 0.0
+    """When it was first queued (monotonic; set by a cluster router, which
+    retries a redirected command only within its retry window)."""
 
 
 Batch = list[Command]
+
+NOT_RUN = (AskError, TryAgainError, ClusterDownError)
+"""Error replies proving that Redis did not run the command (MOVED is an
+``AskError`` too): a cluster may safely send it again elsewhere."""
+
+Reroute = Callable[[Command, BaseException], bool]
+"""Takes over a command Redis provably did not run; False: fail it as usual."""
+
+
+class Pipeline(Protocol):
+    """What presence and history writes need of a publisher: one ordered
+    queue of commands (a :class:`Publisher`, or a cluster's router)."""
+
+    def enqueue(
+        self,
+        args: tuple[bytes | int, ...],
+        accepted: asyncio.Future[Any] | None,
+        convert: Callable[[Any], Any] | None = None,
+        script: Script | None = None,
+    ) -> None:
+        """Queue a command; ``accepted`` settles with its fate."""
 
 
 class Publisher:
@@ -56,10 +83,24 @@ class Publisher:
 
     Args:
         client: the publisher connection.
+        reroute: offered every command Redis provably did not run (a
+            cluster's redirects); None: such a command fails.
+        wait_replicas: after each pipeline, ``WAIT`` for this many replicas
+            (0: no WAIT); a publish is acknowledged only once they have it.
+        wait_timeout: milliseconds that ``WAIT`` may take.
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        reroute: Reroute | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: int = 1000,
+    ) -> None:
         self.client = client
+        self._reroute = reroute
+        self._wait = (b"WAIT", wait_replicas, wait_timeout) if wait_replicas > 0 else None
+        self.wait_failures = 0
         self._queue: Batch = []
         self._in_flight: Batch = []
         self._wakeup = asyncio.Event()
@@ -82,11 +123,15 @@ class Publisher:
         While Redis is stalled the queue grows with every say; past
         ``MAX_QUEUED`` a publish fails at once with BackendUnavailable.
         """
+        self.enqueue_command(Command(args, accepted, convert, script))
+
+    def enqueue_command(self, command: Command) -> None:
+        """Queue ``command`` (see :meth:`enqueue`)."""
         if len(self._queue) >= MAX_QUEUED:
             self.failures += 1
-            _fail(accepted, BackendUnavailable("too many publishes waiting"))
+            _fail(command.accepted, BackendUnavailable("too many publishes waiting"))
             return
-        self._queue.append(Command(args, accepted, convert, script))
+        self._queue.append(command)
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -119,6 +164,8 @@ class Publisher:
         replies = await self._execute(batch, ())
         if replies is None:
             return
+        if self._wait is not None:
+            replies = self._waited(batch, replies)
         forgotten = [
             (command, reply)
             for command, reply in zip(batch, replies, strict=True)
@@ -128,7 +175,21 @@ class Publisher:
             await self._send_again([command for command, _ in forgotten])
         for command, reply in zip(batch, replies, strict=True):
             if not (isinstance(reply, NoScriptError) and command.script is not None):
-                self._settle_reply(command, reply)
+                self.settle(command, reply)
+
+    def _waited(self, batch: Batch, replies: list[Any]) -> list[Any]:
+        # The last reply is WAIT's: how many replicas have every write above.
+        waited = replies.pop()
+        assert self._wait is not None
+        if isinstance(waited, int) and waited >= int(self._wait[1]):
+            return replies
+        self.wait_failures += 1
+        unknown = OutcomeUnknown(f"no replica confirmed the publish in time ({waited!r})")
+        # Redis ran them, but a failover could lose them: not an ok.
+        return [
+            unknown if command.accepted is not None and not isinstance(reply, Exception) else reply
+            for command, reply in zip(batch, replies, strict=True)
+        ]
 
     async def _send_again(self, batch: Batch) -> None:
         # Redis ran none of them (NOSCRIPT): load the scripts and send them
@@ -138,8 +199,11 @@ class Publisher:
         loads = tuple(scripts.values())
         replies = await self._execute(batch, loads)
         if replies is not None:
-            for command, reply in zip(batch, replies[len(loads) :], strict=True):
-                self._settle_reply(command, reply)
+            replies = replies[len(loads) :]
+            if self._wait is not None:
+                replies = self._waited(batch, replies)
+            for command, reply in zip(batch, replies, strict=True):
+                self.settle(command, reply)
 
     async def _execute(self, batch: Batch, loads: Sequence[Script]) -> list[Any] | None:
         pipe = self.client.pipeline(transaction=False)
@@ -147,14 +211,20 @@ class Publisher:
             pipe.execute_command(b"SCRIPT", b"LOAD", script.source)
         for command in batch:
             pipe.execute_command(*command.args)
+        if self._wait is not None:
+            pipe.execute_command(*self._wait)
         try:
             # Each command answers for itself: a refused HSET (OOM, READONLY)
             # must not fail the publishes beside it, which Redis did deliver.
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         except IO_ERRORS as exc:
             self.up = False
+            unopened = self._reroute is not None and _never_connected(exc)
+            # A cluster sends these again elsewhere: one line per failure
+            # would repeat every retry.
+            level = logging.DEBUG if unopened else logging.WARNING
+            log.log(level, "redis pipeline of %d commands failed: %s", len(batch), brief(exc))
             self.failures += len(batch)
-            log.warning("redis pipeline of %d commands failed: %s", len(batch), brief(exc))
             error: Exception
             if _never_sent(exc):
                 error = BackendUnavailable(f"Redis did not take the publish: {brief(exc)}")
@@ -162,12 +232,21 @@ class Publisher:
                 # Written, then no answer: Redis may run it when it recovers.
                 error = OutcomeUnknown(f"Redis did not confirm the publish: {brief(exc)}")
             for command in batch:
-                _fail(command.accepted, error)
+                if not (unopened and self._reroute is not None and self._reroute(command, exc)):
+                    _fail(command.accepted, error)
             return None
         self.up = True
         return replies
 
-    def _settle_reply(self, command: Command, reply: Any) -> None:
+    def settle(self, command: Command, reply: Any) -> None:
+        """Settle ``command``'s future with ``reply`` (a result or an error reply)."""
+        reroute = self._reroute
+        if isinstance(reply, NOT_RUN) and reroute is not None and reroute(command, reply):
+            return
+        if isinstance(reply, OutcomeUnknown):
+            self.failures += 1
+            _fail(command.accepted, reply)
+            return
         if isinstance(reply, Exception):
             self.failures += 1
             log.warning("redis refused %s: %s", _name(command), brief(reply))
@@ -193,6 +272,12 @@ def _never_sent(exc: BaseException) -> bool:
     # connect that timed out; only its message tells that one apart.
     timed_out = isinstance(exc, RedisTimeoutError | TimeoutError)
     return not timed_out or "connecting to" in str(exc)
+
+
+def _never_connected(exc: BaseException) -> bool:
+    # redis-py says "Error 111 connecting to host:port" when the connection
+    # could not be opened: then nothing of the pipeline was written.
+    return "connecting to" in str(exc)
 
 
 def _settle(batch: Batch, error: Exception) -> None:

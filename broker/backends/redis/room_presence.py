@@ -34,7 +34,7 @@ from broker.backends.redis.client import IO_ERRORS, as_bytes
 from broker.backends.redis.envelope import PresenceKeys
 from broker.backends.redis.errors import brief
 from broker.backends.redis.presence_scripts import ADD, READ, REFRESH, REMOVE
-from broker.backends.redis.publisher import Publisher
+from broker.backends.redis.publisher import Pipeline
 from broker.backends.redis.scripts import Script
 
 __all__ = ["CHUNK", "RoomPresence", "settled"]
@@ -59,7 +59,7 @@ class RoomPresence:
     """
 
     def __init__(
-        self, client: aioredis.Redis, publisher: Publisher, node: bytes, namespace: str, ttl: float
+        self, client: aioredis.Redis, publisher: Pipeline, node: bytes, namespace: str, ttl: float
     ) -> None:
         self._client = client
         self._publisher = publisher
@@ -208,14 +208,16 @@ class RoomPresence:
             rooms.setdefault(room, []).append(session)
         if not rooms:
             return
+        # Loaded first: a Redis that restarted knows no script (on a cluster,
+        # SCRIPT LOAD goes to every master).
+        await self._client.script_load(REMOVE.source)
         pipe = self._client.pipeline(transaction=False)
-        # Loaded first in the same pipeline: a Redis that restarted knows no script.
-        pipe.execute_command(b"SCRIPT", b"LOAD", REMOVE.source)
         for room, sessions in rooms.items():
             keys = PresenceKeys.of(self._namespace, room)
             for start in range(0, len(sessions), CHUNK):
                 words = [session.encode() for session in sessions[start : start + CHUNK]]
-                pipe.execute_command(b"EVALSHA", REMOVE.sha, 3, *keys, node, *words)
+                # A str command name: redis-py's cluster pipeline takes no bytes.
+                pipe.execute_command("EVALSHA", REMOVE.sha, 3, *keys, node, *words)
         await pipe.execute()
 
     async def withdraw(self) -> None:

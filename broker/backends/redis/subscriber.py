@@ -63,6 +63,9 @@ class Subscriber:
         subscribe_timeout: seconds a subscription may take.
         resubscribed: called once a subscription that replaced an
             interrupted one is whole.
+        disturbed: called when the connection fails, or Redis ends a
+            subscription on its own (a cluster moved the channel's slot):
+            a cluster backend then looks at the topology again.
     """
 
     def __init__(
@@ -75,8 +78,10 @@ class Subscriber:
         opened: Callable[[], None],
         subscribe_timeout: float = 5.0,
         resubscribed: Callable[[], None] = lambda: None,
+        disturbed: Callable[[], None] = lambda: None,
     ) -> None:
         self._connect = connect
+        self._disturbed = disturbed
         self._namespace = namespace
         self.node_channel = node_channel(namespace, node)
         self._resubscribed = resubscribed
@@ -87,6 +92,8 @@ class Subscriber:
         self._opened = opened
         self._subscribe_timeout = subscribe_timeout
         self.rooms: set[str] = set()
+        self.kicked: set[str] = set()
+        """Rooms whose subscription Redis ended on its own (a slot moved)."""
         self._confirmations = Confirmations()
         self._client: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
@@ -110,6 +117,13 @@ class Subscriber:
             RedisError, OSError, TimeoutError: Redis refused or is unreachable.
         """
         await self._open()
+        self._reader = self._spawn(self._read_loop(), "redis-reader")
+
+    def begin(self) -> None:
+        """Start the reader, which connects and subscribes in the background
+        (retrying with backoff); ``resubscribed`` is called once the
+        subscription is whole, as after a reconnect."""
+        self._interrupted = True
         self._reader = self._spawn(self._read_loop(), "redis-reader")
 
     async def close(self) -> None:
@@ -142,8 +156,12 @@ class Subscriber:
         pubsub = client.pubsub()
         try:
             async with self._lock:
-                channels = [self._channel(room) for room in self.rooms]
-                await pubsub.ssubscribe(*channels, self.node_channel)
+                # One SSUBSCRIBE per channel: a Redis Cluster refuses one
+                # that names channels of several slots (CROSSSLOT). They are
+                # written without waiting for replies.
+                for room in self.rooms:
+                    await pubsub.ssubscribe(self._channel(room))
+                await pubsub.ssubscribe(self.node_channel)
         except BaseException:
             await aclose_pubsub(pubsub)
             await client.aclose()
@@ -215,6 +233,12 @@ class Subscriber:
             self._confirmations.forget(channel, confirmed)
             raise
 
+    def forget(self, room: str) -> None:
+        """Stop wanting ``room`` without telling Redis (its slot moved away:
+        Redis ended the subscription, or ends it, itself)."""
+        self.rooms.discard(room)
+        self.kicked.discard(room)
+
     def unsubscribe(self, room: str) -> None:
         """Unsubscribe from ``room``'s channel, after commands already sent."""
         self.rooms.discard(room)
@@ -236,6 +260,10 @@ class Subscriber:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _room_wanted(self, channel: bytes) -> bool:
+        room = room_of(self._namespace, channel)
+        return channel == self.node_channel or (room is not None and room in self.rooms)
 
     def _channel(self, room: str) -> bytes:
         return RoomKeys.of(self._namespace, room).channel
@@ -273,6 +301,7 @@ class Subscriber:
                 if self._closing:
                     return
                 log.warning("%s", subscription_lost(failure))
+                self._disturbed()
                 await self._reopen()
 
     async def _read_batch(self, pubsub: PubSub, batch: list[Delivery]) -> None:
@@ -302,6 +331,14 @@ class Subscriber:
             if room is None:
                 raise ValueError("not a room channel")
             batch.append(Delivery(room, *unpack(message["data"])))
+        elif kind == "sunsubscribe" and self._room_wanted(channel):
+            # Redis ended it on its own: its slot moved (or was reassigned).
+            # The cluster backend subscribes it again where it lives now.
+            room = room_of(self._namespace, channel)
+            if room is not None and channel != self.node_channel:
+                self.rooms.discard(room)
+                self.kicked.add(room)
+            self._disturbed()
         elif kind == "ssubscribe":
             self._confirmations.confirm(channel)
             if channel == self.node_channel and self._interrupted:
