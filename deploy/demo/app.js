@@ -86,7 +86,11 @@ function showMessage(message, kind = "message") {
   const body = message.body;
   const isChat = body && typeof body === "object" && typeof body.text === "string";
   const name = isChat && typeof body.name === "string" && body.name ? body.name : "?";
-  if (isChat) names.set(message.from, name);
+  if (isChat && names.get(message.from) !== name) {
+    names.set(message.from, name);
+    // Presence may have been read before this message taught the name.
+    if (members.has(message.from)) renderMembers();
+  }
   const item = append(kind, name, isChat ? body.text : JSON.stringify(body));
   if (message.offset !== undefined) item.dataset.offset = String(message.offset);
   return item;
