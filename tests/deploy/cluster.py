@@ -38,8 +38,10 @@ def _port_free(port: int) -> bool:
 
 def free_port_run(count: int) -> int:
     """The first of ``count`` consecutive ports that are all free right now."""
+    # Below the kernel's ephemeral range (32768 and up): a port no outgoing
+    # connection of a busy machine can take between this check and the bind.
     for _ in range(200):
-        base = random.randrange(20000, 60000 - count)
+        base = random.randrange(20000, 32768 - count)
         if all(_port_free(base + i) for i in range(count)):
             return base
     raise RuntimeError(f"no run of {count} free ports found")
@@ -105,6 +107,7 @@ class LocalCluster:
                 self.stop()
                 raise TimeoutError("local-cluster not ready:\n" + "".join(self.output)) from None
             if line is None:
+                self._lines.put(None)  # end of file stays seen (stop() waits for it)
                 raise RuntimeError("local-cluster exited:\n" + "".join(self.output))
             if match := STARTED.match(line):
                 name, pid, url = match.groups()
@@ -122,6 +125,7 @@ class LocalCluster:
             except queue.Empty:
                 raise TimeoutError(f"no {prefix!r} line:\n" + "".join(self.output)) from None
             if line is None:
+                self._lines.put(None)  # end of file stays seen (stop() waits for it)
                 raise RuntimeError("local-cluster exited:\n" + "".join(self.output))
             if line.startswith(prefix):
                 return line
