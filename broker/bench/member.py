@@ -153,12 +153,20 @@ class Member:
         publishers: ids of the publishers it must hear (itself excluded).
         messages: messages each publisher says.
         tally: the worker's counters.
+        source: the local address to connect from (None: the kernel's choice).
     """
 
     def __init__(
-        self, url: str, room: str, publishers: list[int], messages: int, tally: Tally
+        self,
+        url: str,
+        room: str,
+        publishers: list[int],
+        messages: int,
+        tally: Tally,
+        source: str | None = None,
     ) -> None:
         self.url = url
+        self.source = source
         self.room = room
         self.messages = messages
         self.tally = tally
@@ -180,7 +188,7 @@ class Member:
             OSError, TimeoutError, HandshakeError: the connection failed.
         """
         start = time.monotonic_ns()
-        self.client = await open_client(self.url, self.on_texts, self.on_close)
+        self.client = await open_client(self.url, self.on_texts, self.on_close, self.source)
         await self._welcome
         self.client.send_text(protocol.encode(protocol.Join(room=self.room, ref=_JOIN_REF)))
         await self._joined

@@ -100,12 +100,14 @@ class ConnSpec(msgspec.Struct, array_like=True):
         room: the one room it joins.
         pub: its publisher id if it says messages, else None.
         phase: seconds after the common start at which it says its first message.
+        source: the loopback address it connects from (None: the kernel's choice).
     """
 
     url: str
     room: str
     pub: int | None = None
     phase: float = 0.0
+    source: str | None = None
 
 
 # --- coordinator to worker --------------------------------------------------
@@ -126,6 +128,8 @@ class Setup(_Command, tag="setup"):
         rate: says per second of each publisher; None: as fast as the window allows.
         body_size: bytes of each JSON body.
         concurrency: handshakes this worker has in flight at once.
+        connect_rate: connections this worker starts per second at most
+            (None: as fast as ``concurrency`` allows).
     """
 
     conns: list[ConnSpec]
@@ -135,6 +139,7 @@ class Setup(_Command, tag="setup"):
     rate: float | None
     body_size: int
     concurrency: int
+    connect_rate: float | None = None
 
 
 class Connect(_Command, tag="connect"):
@@ -232,6 +237,8 @@ class Connected(_Report, tag="connected"):
         first_ns: when the first connection started.
         last_ns: when the last join ``ok`` arrived.
         cpu_s: the worker's CPU seconds spent in this phase.
+        limit: the limit this worker met, in one line (see
+            :mod:`broker.bench.limits`); None: none.
     """
 
     joined: int
@@ -243,6 +250,7 @@ class Connected(_Report, tag="connected"):
     first_ns: int
     last_ns: int
     cpu_s: float
+    limit: str | None = None
 
 
 class Warmed(_Report, tag="warmed"):

@@ -7,7 +7,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["SCENARIOS", "BenchParams", "Scenario"]
+__all__ = ["CONNECTIONS_PER_WORKER", "SCENARIOS", "BenchParams", "Scenario"]
+
+CONNECTIONS_PER_WORKER = 15_000
+"""Most connections one load-generator worker gets by default: under the
+20,000 file descriptors a process may hold on the reference machine, with
+room to spare (see :mod:`broker.bench.limits`)."""
 
 Scenario = Literal["fanout", "chat", "idle", "connect", "recovery", "presence"]
 SCENARIOS: tuple[Scenario, ...] = ("fanout", "chat", "idle", "connect", "recovery", "presence")
@@ -32,11 +37,14 @@ class BenchParams:
     server_pids: tuple[int, ...] = ()
     server_args: str = ""
     history_size: int | None = None
+    workers: int = 1
     redis_pid: int | None = None
     compare: str | None = None
     # Load generator.
     clients_procs: int | None = None
     connect_concurrency: int = 64
+    connect_rate: float | None = None
+    source_addresses: int | None = None
     timeout: float = 120.0
     drain: float = 10.0
     # Messages.
@@ -53,6 +61,8 @@ class BenchParams:
     # idle, connect, recovery
     connections: int = 1000
     seed: int = 1
+    # idle
+    idle_seconds: float = 0.0
     # recovery
     gap: int = 50
     # presence
@@ -75,10 +85,14 @@ class BenchParams:
         Why 500: a worker checks a delivery in a few µs, so at the ~100k
         deliveries/s a 2-core machine sustains, two workers stay well under
         60 % CPU each; more would only compete with the broker for cores.
+        Past 60,000 connections, enough workers that none holds more than
+        :data:`CONNECTIONS_PER_WORKER` (one process's descriptors are limited).
         """
         if self.clients_procs is not None:
             return max(1, self.clients_procs)
-        return min(4, max(1, math.ceil(self.connection_count() / 500)))
+        count = self.connection_count()
+        by_cpu = min(4, max(1, math.ceil(count / 500)))
+        return max(by_cpu, math.ceil(count / CONNECTIONS_PER_WORKER))
 
     def as_record(self) -> dict[str, Any]:
         """The parameters as plain JSON values (with the worker count resolved)."""

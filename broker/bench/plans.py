@@ -11,6 +11,7 @@ and the window would measure the load generator.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from broker.bench.messages import ConnSpec, RecoverySetup, Setup
@@ -41,21 +42,39 @@ class Plan:
     offered_deliveries_per_s: float | None
 
 
-def make_plan(params: BenchParams, urls: tuple[str, ...]) -> Plan:
-    """The plan of ``params.scenario`` against the nodes at ``urls``."""
+def make_plan(
+    params: BenchParams, urls: tuple[str, ...], sources: Sequence[str | None] = (None,)
+) -> Plan:
+    """The plan of ``params.scenario`` against the nodes at ``urls``; the
+    connections come from ``sources`` round-robin (None: the kernel's choice;
+    see :func:`broker.bench.limits.source_addresses`)."""
     match params.scenario:
         case "fanout":
-            return _fanout(params, urls)
+            plan = _fanout(params, urls)
         case "chat":
-            return _chat(params, urls)
+            plan = _chat(params, urls)
         case "idle":
-            return _rooms_of(params, urls, warm_up=True)
+            plan = _rooms_of(params, urls, warm_up=True)
         case "connect":
-            return _rooms_of(params, urls, warm_up=False)
+            plan = _rooms_of(params, urls, warm_up=False)
         case "presence":
-            return _presence(params, urls)
+            plan = _presence(params, urls)
         case "recovery":
             raise ValueError("recovery has a plan of its own: recovery_setups()")
+    _spread_sources(plan.setups, sources)
+    return plan
+
+
+def _spread_sources(setups: list[Setup], sources: Sequence[str | None]) -> None:
+    """Give the connections their source addresses round-robin, across workers,
+    so every source carries an equal share of every node's connections."""
+    if len(sources) == 1 and sources[0] is None:
+        return
+    index = 0
+    for setup in setups:
+        for spec in setup.conns:
+            spec.source = sources[index % len(sources)]
+            index += 1
 
 
 def recovery_setups(params: BenchParams, url: str) -> list[RecoverySetup]:
@@ -75,6 +94,7 @@ def _setups(
     messages: int,
     rate: float | None,
 ) -> list[Setup]:
+    total = sum(len(group) for group in groups)
     return [
         Setup(
             conns=group,
@@ -84,6 +104,10 @@ def _setups(
             rate=rate,
             body_size=params.body_size,
             concurrency=params.connect_concurrency,
+            # The overall rate, shared by the workers in proportion to their connections.
+            connect_rate=(
+                params.connect_rate * len(group) / total if params.connect_rate else None
+            ),
         )
         for group in groups
     ]

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from broker.bench.procfs import process_tree
+
 __all__ = ["Children", "free_port", "redis_server_binary", "wait_for_http", "wait_for_port"]
 
 
@@ -83,7 +85,14 @@ class Children:
         return ""
 
     def end_all(self, grace: float = 3.0) -> None:
-        """SIGTERM every live child, wait up to ``grace`` s, SIGKILL the rest."""
+        """SIGTERM every live child, wait up to ``grace`` s, SIGKILL the rest,
+        and then every descendant of theirs still alive.
+
+        Why the descendants: a ``broker serve --workers N`` child is a
+        supervisor; killed before its workers exit, it would leave them
+        running as orphans.
+        """
+        descendants = [d for _, proc, _ in self._procs for d in _descendants(proc.pid)]
         for _, proc, _ in self._procs:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -96,6 +105,11 @@ class Children:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
+        for pid, started in descendants:
+            # The start time tells our process from a later one given its PID.
+            if _start_time(pid) == started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         for _, proc, log in self._procs:
             for stream in (proc.stdin, proc.stdout):
                 if stream is not None:
@@ -108,6 +122,25 @@ class Children:
         cleanups, self._cleanups = self._cleanups, []
         for cleanup in cleanups:
             cleanup()
+
+
+def _start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (None: no such process)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22 of proc(5)
+
+
+def _descendants(pid: int) -> list[tuple[int, int]]:
+    """Every live descendant of ``pid``, with its start time."""
+    found = []
+    for child in process_tree(pid)[1:]:
+        started = _start_time(child)
+        if started is not None:
+            found.append((child, started))
+    return found
 
 
 async def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "total_cpu_seconds",
     "tree_cpu_seconds",
     "tree_rss_bytes",
+    "tree_rss_each",
 ]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -105,6 +106,18 @@ def tree_rss_bytes(pid: int) -> int:
         OSError: ``pid`` itself is gone.
     """
     return int(_sum_alive(process_tree(pid), rss_bytes))
+
+
+def tree_rss_each(pid: int) -> list[tuple[int, int]]:
+    """``(pid, resident bytes)`` of ``pid`` and each live descendant (for
+    ``serve --workers N``: the supervisor and every worker)."""
+    each = []
+    for member in process_tree(pid):
+        try:
+            each.append((member, rss_bytes(member)))
+        except (OSError, ValueError):
+            continue  # ended since the tree was read
+    return each
 
 
 def total_cpu_seconds(pids: tuple[int, ...]) -> float | None:

@@ -167,6 +167,31 @@ _IDLE_ROWS: list[Row] = [
         lambda m: _num(m.get("setup_s"), 2),
         "from the first connection attempt to the last join ok",
     ),
+    (
+        "connect rate /s",
+        lambda m: _num(m.get("connections_per_s")),
+        "connections / setup s: joined connections per second over the whole setup "
+        "(bounded by --connect-rate and --connect-concurrency when given)",
+    ),
+    (
+        "source addresses",
+        lambda m: str(len(m.get("source_addresses") or [])) or "-",
+        "loopback addresses the clients connected from (0: the kernel's choice); "
+        "--source-addresses, or as many as the ephemeral port range needs",
+    ),
+    (
+        "idle server CPU % of one core",
+        lambda m: _num(m.get("idle_cpu_percent_of_core"), 2),
+        "with --idle-seconds S: the server processes' CPU over S idle seconds (the keepalive's "
+        "pings and pongs and, on Redis, the nodes' heartbeats), divided by S",
+    ),
+    (
+        "idle Redis CPU % of one core",
+        lambda m: _num(m.get("idle_redis_cpu_percent_of_core"), 2),
+        "with --idle-seconds S and a Redis whose PID the run knows (--spawn-redis, "
+        "--redis-pid): redis-server's CPU over those S seconds (the nodes' heartbeats), "
+        "divided by S",
+    ),
 ]
 
 _CONNECT_ROWS: list[Row] = [
@@ -374,9 +399,12 @@ def _title(record: dict[str, Any]) -> str:
     return f"broker bench {scenario}: {shape}"
 
 
-def _header(result: dict[str, Any]) -> str:
+def _header(result: dict[str, Any], workers: int = 1) -> str:
     nodes = result["nodes"]
-    return f"{result['target']} ({result['backend']}, {nodes} node{'s' if nodes > 1 else ''})"
+    shape = f"{nodes} node{'s' if nodes > 1 else ''}"
+    if workers > 1 and result["target"] == "roomcast":
+        shape += f" x {workers} workers"
+    return f"{result['target']} ({result['backend']}, {shape})"
 
 
 def _workers(result: dict[str, Any]) -> str:
@@ -392,7 +420,8 @@ def format_table(record: dict[str, Any]) -> str:
     ):
         rows += _REDIS_ROWS
     lines = [_title(record), ""]
-    header = ["", *(_header(r) for r in results)]
+    workers = record["params"].get("workers", 1)
+    header = ["", *(_header(r, workers) for r in results)]
     body: list[list[str]] = []
     for label, cell, _ in rows:
         body.append([label, *(_safe(cell, r["metrics"]) for r in results)])

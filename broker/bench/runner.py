@@ -11,12 +11,14 @@ phases of their own (:mod:`broker.bench.recovery`, :mod:`broker.bench.presence`)
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import time
 from typing import Any
 
 from broker.bench.advice import short_window_warning
+from broker.bench.limits import source_addresses
 from broker.bench.machine import describe_machine
 from broker.bench.measure import connect_metrics, delivery_metrics
 from broker.bench.messages import Connect, Connected, Result, Warm, Warmed
@@ -25,7 +27,14 @@ from broker.bench.params import BenchParams
 from broker.bench.plans import Plan, make_plan
 from broker.bench.presence import run_presence
 from broker.bench.processes import Children
-from broker.bench.procfs import cpu_since, total_cpu_seconds, tree_rss_bytes
+from broker.bench.procfs import (
+    cpu_seconds,
+    cpu_since,
+    process_tree,
+    total_cpu_seconds,
+    tree_rss_bytes,
+    tree_rss_each,
+)
 from broker.bench.recovery import run_recovery
 from broker.bench.shards import ShardProbe, shard_warnings
 from broker.bench.targets import Target, given_target, spawn_roomcast, spawn_textbook
@@ -68,6 +77,7 @@ async def _start_target(
             params.server_args,
             params.history_size,
             params.cluster_masters if params.spawn_redis_cluster else None,
+            params.workers,
         )
     else:
         target = given_target(list(params.urls), list(params.server_pids))
@@ -125,7 +135,10 @@ async def _run_target(
         return await run_presence(params, target, children, progress)
     name = target.name
     outcome = Outcome(target)
-    plan = make_plan(params, target.urls)
+    per_destination = -(-params.connection_count() // len(target.urls))
+    sources = source_addresses(params.source_addresses, per_destination)
+    plan = make_plan(params, target.urls, sources)
+    outcome.metrics["source_addresses"] = [s for s in sources if s is not None]
     progress.phase = f"{name}: starting {len(plan.setups)} worker processes"
     pool = await WorkerPool.start(children, plan.setups)
     try:
@@ -147,6 +160,9 @@ async def _phases(
     if params.scenario == "connect" or outcome.problems:
         return outcome
     outcome.metrics["setup_s"] = round(_span_s(connected), 3)
+    if _span_s(connected) > 0:
+        joined = sum(c.joined for c in connected)
+        outcome.metrics["connections_per_s"] = round(joined / _span_s(connected), 1)
     if plan.publishers:
         progress.phase = f"{target.name}: warm-up (waiting for the join storm to settle)"
         lost = sum(w.missing for w in await pool.each(Warm(), Warmed))
@@ -155,6 +171,9 @@ async def _phases(
             return outcome
     if params.scenario == "idle":
         _idle_metrics(params, target, rss_before, outcome)
+        if params.idle_seconds > 0:
+            progress.phase = f"{target.name}: idling {params.idle_seconds:g} s"
+            await _idle_cpu(params, target, outcome)
     else:
         await _measure_deliveries(params, target, plan, pool, outcome, progress)
     return outcome
@@ -178,6 +197,10 @@ async def _connect(
     connected = await pool.each(Connect(), Connected)
     server_cpu = cpu_since(cpu_before, target.server_pids)
     failed = sum(c.failed for c in connected)
+    limits = sorted({c.limit for c in connected if c.limit is not None})
+    for limit in limits:
+        # One line per limit, before the detail: what stopped the run.
+        outcome.problems.append(f"limit met: {limit}")
     if failed:
         errors = "; ".join(e for c in connected for e in c.errors)[:800]
         outcome.problems.append(f"{failed} connections failed to connect or join: {errors}")
@@ -237,6 +260,47 @@ def _idle_metrics(
         "rss_after_bytes": rss_after,
         "rss_per_connection_bytes": per_conn,
     }
+
+
+async def _idle_cpu(params: BenchParams, target: Target, outcome: Outcome) -> None:
+    """The server's CPU while every connection idles for ``idle_seconds``, as
+    % of one core: the keepalive (and, on Redis, the nodes' heartbeats) is
+    all that runs. Per process too: ``serve --workers N`` is a tree."""
+    if not target.server_pids:
+        outcome.warnings.append("no server PID: give --spawn or --server-pid to measure CPU")
+        return
+    pids = [pid for root in target.server_pids for pid in process_tree(root)]
+    before = {pid: _cpu_or_none(pid) for pid in pids}
+    cpu_before = total_cpu_seconds(target.server_pids)
+    redis_before = total_cpu_seconds(target.redis_pids)
+    started = time.monotonic()
+    await asyncio.sleep(params.idle_seconds)
+    seconds = time.monotonic() - started
+    cpu = cpu_since(cpu_before, target.server_pids)
+    redis_cpu = cpu_since(redis_before, target.redis_pids)
+    assert cpu is not None
+    rss = {pid: size for root in target.server_pids for pid, size in tree_rss_each(root)}
+    processes = []
+    for pid in pids:
+        start, end = before[pid], _cpu_or_none(pid)
+        busy = None if start is None or end is None else round(100.0 * (end - start) / seconds, 2)
+        processes.append({"pid": pid, "rss_bytes": rss.get(pid), "idle_cpu_percent": busy})
+    outcome.metrics |= {
+        "idle_seconds": round(seconds, 3),
+        "idle_server_cpu_s": round(cpu, 3),
+        "idle_cpu_percent_of_core": round(100.0 * cpu / seconds, 2),
+        "idle_redis_cpu_percent_of_core": (
+            None if redis_cpu is None else round(100.0 * redis_cpu / seconds, 2)
+        ),
+        "server_processes": processes,
+    }
+
+
+def _cpu_or_none(pid: int) -> float | None:
+    try:
+        return cpu_seconds(pid)
+    except OSError:
+        return None
 
 
 async def run_bench(params: BenchParams, children: Children, progress: Progress) -> dict[str, Any]:

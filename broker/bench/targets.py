@@ -15,6 +15,7 @@ servers are ended by PID with the rest of the run's processes).
 from __future__ import annotations
 
 import asyncio
+import json
 import shlex
 import subprocess
 import uuid
@@ -83,8 +84,13 @@ async def spawn_roomcast(
     server_args: str,
     history_size: int | None = None,
     cluster_masters: int | None = None,
+    workers: int = 1,
 ) -> Target:
     """Start ``nodes`` broker nodes (on Redis if asked) and wait until healthy.
+
+    ``workers`` > 1 makes each node a ``broker serve --workers N``: a
+    supervisor and N node processes on one port (SO_REUSEPORT). Its PID
+    stands for the whole tree, so CPU and RSS are the workers' sum.
 
     ``history_size`` None leaves the nodes' own default (and
     ``BROKER_HISTORY_SIZE``) in force. ``cluster_masters`` (not None) starts
@@ -103,12 +109,16 @@ async def spawn_roomcast(
         cluster = await _spawn_redis_cluster(children, cluster_masters)
     if nodes > 1 and redis_url is None and cluster is None:
         raise RuntimeError("--nodes > 1 needs a Redis: give --redis URL or --spawn-redis")
+    if workers > 1 and redis_url is None and cluster is None:
+        raise RuntimeError("--workers > 1 needs a Redis: give --redis URL or --spawn-redis")
     namespace = f"bench-{uuid.uuid4().hex[:10]}"
     urls, pids = [], []
     for index in range(nodes):
         port = free_port()
         argv = ["-m", "broker", "serve", "--port", str(port), "--node-id", f"bench-{index}"]
         argv += ["--say-rate", "0", "--log-level", "WARNING"]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
         if history_size is not None:
             argv += ["--history-size", str(history_size)]
         if redis_url is not None:
@@ -117,7 +127,12 @@ async def spawn_roomcast(
             argv += ["--redis-cluster", cluster.seed_list, "--namespace", namespace]
         argv += shlex.split(server_args)
         proc = children.start_python(f"node{index}", *argv)
-        await _ready(children, proc, f"broker node {index}", wait_for_http(port, "/healthz", proc))
+        ready = (
+            _every_worker(port, workers, proc)
+            if workers > 1
+            else wait_for_http(port, "/healthz", proc)
+        )
+        await _ready(children, proc, f"broker node {index}", ready)
         urls.append(f"ws://127.0.0.1:{port}/ws")
         pids.append(proc.pid)
     on_redis = redis_url is not None or cluster is not None
@@ -163,6 +178,47 @@ async def _spawn_redis_cluster(children: Children, masters: int) -> LocalRedisCl
     # The start polls other processes in a blocking loop: off the event loop.
     await asyncio.to_thread(cluster.start, _START_TIMEOUT)
     return cluster
+
+
+async def _every_worker(port: int, workers: int, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until ``workers`` distinct nodes answer ``/healthz`` on ``port``.
+
+    Why: SO_REUSEPORT spreads connections over the sockets listening at that
+    moment; clients that came while only some workers listened would load
+    those alone.
+    """
+    await wait_for_http(port, "/healthz", proc)
+    seen: set[str] = set()
+    while len(seen) < workers:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.pid} exited with {proc.returncode}")
+        node = await _healthz_node(port)
+        if node is None or node in seen:
+            # Polling: each probe lands on a worker the kernel picks.
+            await asyncio.sleep(0.02)
+        else:
+            seen.add(node)
+
+
+async def _healthz_node(port: int) -> str | None:
+    """The node id one ``GET /healthz`` on ``port`` reports (None: no answer)."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return None
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = await reader.read()
+    except OSError:
+        return None
+    finally:
+        writer.close()
+    _, _, body = answer.partition(b"\r\n\r\n")
+    try:
+        node = json.loads(body).get("node")
+    except (ValueError, AttributeError):
+        return None
+    return node if isinstance(node, str) else None
 
 
 async def _ready(

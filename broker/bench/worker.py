@@ -17,7 +17,14 @@ import time
 
 import msgspec
 
-from broker.bench.bounded import CONNECT_TIMEOUT, connect_all, own_cpu_seconds
+from broker.bench.bounded import (
+    CONNECT_TIMEOUT,
+    Job,
+    connect_all,
+    not_connected,
+    own_cpu_seconds,
+)
+from broker.bench.limits import fd_shortfall, limit_of
 from broker.bench.member import Member, Tally
 from broker.bench.messages import (
     Await,
@@ -82,7 +89,7 @@ class Worker:
             warm_expected=sum(len(h) for h in heard),
         )
         self.members = [
-            Member(spec.url, spec.room, pubs, setup.messages, self.tally)
+            Member(spec.url, spec.room, pubs, setup.messages, self.tally, spec.source)
             for spec, pubs in zip(setup.conns, heard, strict=True)
         ]
         members = self.members
@@ -105,8 +112,16 @@ class Worker:
         self._go_wall = 0
 
     async def connect(self) -> Connected:
-        """Open and join every connection, ``concurrency`` handshakes at a time."""
-        return await connect_all([(m.url, m.connect) for m in self.members], self.setup.concurrency)
+        """Open and join every connection, ``concurrency`` handshakes at a time
+        and at most ``connect_rate`` a second; stop at the first limit met."""
+        shortfall = fd_shortfall(len(self.members))
+        if shortfall is not None:
+            return not_connected(len(self.members), shortfall)
+        jobs: list[Job] = [
+            (m.url if m.source is None else f"{m.url} from {m.source}", m.connect)
+            for m in self.members
+        ]
+        return await connect_all(jobs, self.setup.concurrency, self.setup.connect_rate, limit_of)
 
     async def warm(self) -> Warmed:
         """Say the warm-up messages; wait until every member heard every one.

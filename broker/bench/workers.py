@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -33,10 +33,28 @@ _CLOSE_TIMEOUT = 5.0
 _report_decoder: msgspec.json.Decoder[Report] = msgspec.json.Decoder(Report)
 _encode = msgspec.json.Encoder().encode
 R = TypeVar("R", bound=Report)
+T = TypeVar("T")
 
 
 class WorkerFailed(RuntimeError):
     """A worker exited or said something out of turn."""
+
+
+async def _all_or_none(waits: Sequence[Awaitable[T]]) -> list[T]:
+    """Await every one of ``waits``; if one fails, cancel the others first.
+
+    Why not a bare ``gather``: it leaves the others reading their worker's
+    stdout when one fails, and the pool's ``close`` then reads the same
+    streams: "read() called while another coroutine is already waiting for
+    incoming data" hid the first failure (a worker that died, a limit met).
+    """
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _Worker:
@@ -98,14 +116,14 @@ class WorkerPool:
             worker.send(setup)
             workers.append(worker)
         pool = cls(workers, setups)
-        await asyncio.gather(*(w.expect(Loaded) for w in workers))
+        await _all_or_none([w.expect(Loaded) for w in workers])
         return pool
 
     async def each(self, command: Command, kind: type[R]) -> list[R]:
         """Send ``command`` to every worker; return their reports of type ``kind``."""
         for worker in self._workers:
             worker.send(command)
-        return list(await asyncio.gather(*(w.expect(kind) for w in self._workers)))
+        return await _all_or_none([w.expect(kind) for w in self._workers])
 
     async def run(self, start_ns: int, drain: float) -> list[Result]:
         """``Go``, then collect every worker's :class:`Result`.
@@ -134,7 +152,7 @@ class WorkerPool:
         for worker in self._workers:
             worker.send(Go(start_ns=start_ns))
         results = asyncio.ensure_future(
-            asyncio.gather(*(collect(i, w) for i, w in enumerate(self._workers)))
+            _all_or_none([collect(i, w) for i, w in enumerate(self._workers)])
         )
         published = asyncio.ensure_future(all_published.wait())
         first: list[asyncio.Future[Any]] = [results, published]

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import hashlib
 import os
+import socket
 import struct
 from collections.abc import Callable
 from typing import Final, cast
@@ -36,6 +37,8 @@ __all__ = ["HandshakeError", "WsClient", "open_client"]
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
 _OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _MAX_HEADERS = 16 * 1024
+# Linux <netinet/in.h>; the socket module does not name it.
+_IP_BIND_ADDRESS_NO_PORT: Final = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 # RFC 6455, section 7.1.5: a close frame without a code is reported as 1005.
 # Not in protocol.CloseCode: no broker sends it, only a peer's empty close frame.
 _NO_STATUS_RECEIVED: Final = 1005
@@ -254,10 +257,13 @@ async def open_client(
     url: str,
     on_texts: Callable[[list[bytes]], None],
     on_close: Callable[[int], None],
+    source: str | None = None,
 ) -> WsClient:
     """Connect to ``ws://host:port/path`` and complete the handshake.
 
-    The caller bounds it with a timeout.
+    ``source`` (a local address such as ``127.0.0.2``) is where the
+    connection comes from; None lets the kernel choose. The caller bounds it
+    with a timeout.
 
     Raises:
         HandshakeError: the server refused the upgrade.
@@ -270,12 +276,39 @@ async def open_client(
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host_header = parts.netloc
     loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(
-        lambda: WsClient(host_header, path, on_texts, on_close), parts.hostname, port
-    )
+
+    def factory() -> WsClient:
+        return WsClient(host_header, path, on_texts, on_close)
+
+    if source is None:
+        _, client = await loop.create_connection(factory, parts.hostname, port)
+    else:
+        sock = await _connected_from(source, parts.hostname, port)
+        _, client = await loop.create_connection(factory, sock=sock)
     try:
         await client.wait_open()
     except BaseException:
         client.abort()
         raise
     return client
+
+
+async def _connected_from(source: str, host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``source`` and connected to ``host:port``.
+
+    IP_BIND_ADDRESS_NO_PORT: without it, ``bind`` picks the local port at
+    once, unique for ``source`` across every destination, so one source
+    address would give at most one ephemeral range of connections in all;
+    with it the port is picked at ``connect``, per destination.
+    """
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        await loop.sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

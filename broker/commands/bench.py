@@ -51,6 +51,13 @@ def _cluster_masters(text: str) -> int:
     return value
 
 
+def _source_count(text: str) -> int:
+    value = _positive_int(text)
+    if value > 253:
+        raise argparse.ArgumentTypeError(f"at most 253 (127.0.0.2-127.0.0.254), got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -101,6 +108,14 @@ def _common() -> argparse.ArgumentParser:
         help="masters of --spawn-redis-cluster (default 3, the least Redis Cluster allows)",
     )
     target.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="spawn each node as `broker serve --workers N` (N processes on one port with "
+        "SO_REUSEPORT; needs --spawn-redis or --redis); CPU and RSS are the workers' sum",
+    )
+    target.add_argument(
         "--server-pid",
         dest="server_pids",
         type=int,
@@ -139,7 +154,8 @@ def _common() -> argparse.ArgumentParser:
         "--clients-procs",
         type=_positive_int,
         metavar="N",
-        help="worker processes for the members (default: one per 500 connections, at most 4)",
+        help="worker processes for the members (default: one per 500 connections, at most 4, "
+        "but at least one per 15,000 so that none nears its file-descriptor limit)",
     )
     load.add_argument(
         "--connect-concurrency",
@@ -147,6 +163,20 @@ def _common() -> argparse.ArgumentParser:
         default=64,
         metavar="N",
         help="handshakes in flight per worker (default 64)",
+    )
+    load.add_argument(
+        "--connect-rate",
+        type=_positive_float,
+        metavar="R",
+        help="start at most R connections per second overall (default: as fast as "
+        "--connect-concurrency allows)",
+    )
+    load.add_argument(
+        "--source-addresses",
+        type=_source_count,
+        metavar="N",
+        help="connect from N loopback addresses, 127.0.0.2 onwards (default: as many as the "
+        "ephemeral port range needs for the connections to one node URL; none below that)",
     )
     load.add_argument(
         "--timeout",
@@ -290,6 +320,14 @@ def register(subparsers: Any) -> None:
         metavar="K",
         help="requests the asker has without a reply (default 1: one after the other)",
     )
+    parsers["idle"].add_argument(
+        "--idle-seconds",
+        type=_positive_float,
+        metavar="S",
+        help="after the memory reading, let every connection idle S seconds and report the "
+        "server's CPU as %% of one core (take at least 2 of the nodes' --ping-interval, "
+        "default 20, so that keepalive pings are in it)",
+    )
     for name, default in (("idle", 5000), ("connect", 1000)):
         parsers[name].add_argument(
             "--connections",
@@ -324,6 +362,8 @@ def _params(args: argparse.Namespace) -> BenchParams:
         raise ValueError("--compare needs --spawn (the baseline is started by the run)")
     if args.nodes > 1 and not (args.redis_url or args.spawn_redis or args.spawn_redis_cluster):
         raise ValueError("--nodes > 1 needs --redis URL, --spawn-redis or --spawn-redis-cluster")
+    if args.workers > 1 and not (args.redis_url or args.spawn_redis):
+        raise ValueError("--workers > 1 needs --spawn-redis or --redis URL (workers share Redis)")
     if spawn and args.urls:
         raise ValueError("give either --url or --spawn, not both")
     if args.history_size is not None and not spawn:

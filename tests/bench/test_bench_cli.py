@@ -75,6 +75,8 @@ DELIVERY_KEYS = {
     "redis_cpu_us_per_say",
     "total_cpu_us_per_delivery",
     "setup_s",
+    "connections_per_s",
+    "source_addresses",
 }
 RECOVERY_KEYS = {
     "clients",
