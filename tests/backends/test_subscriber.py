@@ -104,6 +104,12 @@ async def other(server: fakeredis.FakeServer) -> AsyncIterator[fakeredis.FakeAsy
     await client.aclose()
 
 
+async def next_turn() -> None:
+    """Let the tasks that are ready run once."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
 def channel(room: str) -> bytes:
     return RoomKeys.of(NAMESPACE, room).channel
 
@@ -197,6 +203,52 @@ async def test_a_rebuilt_connection_subscribes_exactly_the_wanted_rooms(
         await recorder.until(lambda: recorder.deliveries and recorder.canaries)
         assert [d.payload for d in recorder.deliveries] == [b"kept"]
         assert subscriber.reconnects == 1
+    finally:
+        await subscriber.close()
+        await other.aclose()
+
+
+async def test_the_reply_to_its_own_unsubscribe_is_not_taken_for_a_kick(
+    subscriber: Subscriber,
+) -> None:
+    # A room left and joined again before Redis's reply to the SUNSUBSCRIBE
+    # was read: that reply must leave the new subscription wanted (it was
+    # once taken for Redis ending it, and the room was then left out of
+    # every later reconnect).
+    subscriber.unsubscribe("back")
+    await next_turn()  # the SUNSUBSCRIBE is written
+    subscriber.rooms.add("back")  # what subscribe() does first
+    batch: list[Delivery] = []
+    reply = {"type": "sunsubscribe", "channel": channel("back"), "pattern": None, "data": 0}
+    subscriber._handle(reply, batch)
+    assert "back" in subscriber.rooms
+    assert subscriber.kicked == set()
+
+
+async def test_an_unsubscribe_redis_sent_on_its_own_is_a_kick(subscriber: Subscriber) -> None:
+    await subscriber.subscribe("moved")
+    reply = {"type": "sunsubscribe", "channel": channel("moved"), "pattern": None, "data": 0}
+    subscriber._handle(reply, [])
+    assert "moved" not in subscriber.rooms
+    assert subscriber.kicked == {"moved"}
+
+
+@pytest.mark.redis
+async def test_a_rebuild_subscribes_many_rooms_again(
+    shared_redis: RedisServer, recorder: Recorder
+) -> None:
+    connect = redis_client_factory(shared_redis.url)
+    subscriber, other = make(connect, recorder), connect()
+    await subscriber.start()
+    rooms = [f"r{i}" for i in range(2500)]  # more than one SSUBSCRIBE's worth
+    try:
+        await asyncio.gather(*(subscriber.subscribe(room) for room in rooms))
+        await subscriber.rebuild()
+        await recorder.until(lambda: recorder.resubscribed == 1)
+        for room in (rooms[0], rooms[1500], rooms[-1]):
+            await say(other, room, room.encode(), node=b"n-other")
+        await recorder.until(lambda: len(recorder.deliveries) == 3)
+        assert [d.payload for d in recorder.deliveries] == [b"r0", b"r1500", b"r2499"]
     finally:
         await subscriber.close()
         await other.aclose()

@@ -9,13 +9,15 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 __all__ = ["IO_ERRORS", "ClientFactory", "aclose_pubsub", "as_bytes", "redis_client_factory"]
 
-IO_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
-"""What a Redis call raises when Redis is unreachable, stalled or gone."""
+IO_ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
+"""What a Redis call raises when Redis is unreachable, stalled or gone
+(redis-py's cluster client raises RedisClusterException, not a RedisError,
+when no node of the cluster answers)."""
 
 ClientFactory = Callable[[], aioredis.Redis]
 

@@ -87,6 +87,7 @@ class Shard:
             settings.subscribe_timeout,
             settings.resubscribed,
             settings.disturbed,
+            cluster=True,
         )
         self.canary = canary = Canary(
             publisher,

@@ -130,6 +130,10 @@ class Presence:
                     await self._reap()
             except IO_ERRORS as exc:
                 log.debug("presence round skipped: %s", brief(exc))
+            except Exception:
+                # The heartbeat must outlive anything unforeseen: without it
+                # the other nodes reap this one's live sessions.
+                log.exception("presence round failed")
             await asyncio.sleep(period)
 
     async def withdraw(self) -> None:

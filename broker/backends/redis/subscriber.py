@@ -38,6 +38,7 @@ from redis.asyncio.client import PubSub
 
 from broker.backends.base import BackendUnavailable, DeliverBatch, Delivery
 from broker.backends.redis.client import IO_ERRORS, ClientFactory, aclose_pubsub
+from broker.backends.redis.cluster_topology import slot_of
 from broker.backends.redis.confirmations import Confirmations
 from broker.backends.redis.envelope import RoomKeys, node_channel, room_of, unpack
 from broker.backends.redis.errors import brief, subscription_lost
@@ -48,6 +49,8 @@ log = logging.getLogger("broker.redis")
 
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
+SUBSCRIBE_CHUNK = 1000
+"""Channels per SSUBSCRIBE when a connection subscribes every room again."""
 
 
 class Subscriber:
@@ -66,6 +69,8 @@ class Subscriber:
         disturbed: called when the connection fails, or Redis ends a
             subscription on its own (a cluster moved the channel's slot):
             a cluster backend then looks at the topology again.
+        cluster: the connection is to a master of a Redis Cluster, which
+            refuses an SSUBSCRIBE naming channels of several slots.
     """
 
     def __init__(
@@ -79,8 +84,10 @@ class Subscriber:
         subscribe_timeout: float = 5.0,
         resubscribed: Callable[[], None] = lambda: None,
         disturbed: Callable[[], None] = lambda: None,
+        cluster: bool = False,
     ) -> None:
         self._connect = connect
+        self._cluster = cluster
         self._disturbed = disturbed
         self._namespace = namespace
         self.node_channel = node_channel(namespace, node)
@@ -94,6 +101,9 @@ class Subscriber:
         self.rooms: set[str] = set()
         self.kicked: set[str] = set()
         """Rooms whose subscription Redis ended on its own (a slot moved)."""
+        self._unsubscribing: dict[bytes, int] = {}
+        """SUNSUBSCRIBEs sent on this connection whose reply has not come:
+        those replies are ours, not Redis ending a subscription."""
         self._confirmations = Confirmations()
         self._client: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
@@ -156,11 +166,12 @@ class Subscriber:
         pubsub = client.pubsub()
         try:
             async with self._lock:
-                # One SSUBSCRIBE per channel: a Redis Cluster refuses one
-                # that names channels of several slots (CROSSSLOT). They are
-                # written without waiting for replies.
-                for room in self.rooms:
-                    await pubsub.ssubscribe(self._channel(room))
+                # Written without waiting for replies, in as few commands as
+                # Redis takes: a Redis Cluster refuses an SSUBSCRIBE that
+                # names channels of several slots (CROSSSLOT).
+                self._unsubscribing = {}
+                for channels in self._groups([self._channel(room) for room in self.rooms]):
+                    await pubsub.ssubscribe(*channels)
                 await pubsub.ssubscribe(self.node_channel)
         except BaseException:
             await aclose_pubsub(pubsub)
@@ -169,6 +180,20 @@ class Subscriber:
         self._client, self._pubsub = client, pubsub
         self.up = True
         self._opened()
+
+    def _groups(self, channels: list[bytes]) -> list[list[bytes]]:
+        if self._cluster:
+            by_slot: dict[int, list[bytes]] = {}
+            for channel in channels:
+                by_slot.setdefault(slot_of(channel), []).append(channel)
+            groups = list(by_slot.values())
+        else:
+            groups = [channels]
+        return [
+            group[start : start + SUBSCRIBE_CHUNK]
+            for group in groups
+            for start in range(0, len(group), SUBSCRIBE_CHUNK)
+        ]
 
     async def _drop(self) -> None:
         # Detached under the lock, so that no subscribe or unsubscribe sends
@@ -249,7 +274,9 @@ class Subscriber:
         try:
             async with self._lock:
                 if room not in self.rooms and pubsub is self._pubsub:
-                    await pubsub.sunsubscribe(self._channel(room))
+                    channel = self._channel(room)
+                    self._unsubscribing[channel] = self._unsubscribing.get(channel, 0) + 1
+                    await pubsub.sunsubscribe(channel)
         except IO_ERRORS as exc:
             # The reader notices the broken connection and the rebuilt
             # subscriber leaves this room out.
@@ -260,6 +287,18 @@ class Subscriber:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _own_unsubscribe(self, channel: bytes) -> bool:
+        # The reply to a SUNSUBSCRIBE of ours: a room left and joined again
+        # before it came is still wanted, and must not be taken for kicked.
+        pending = self._unsubscribing.get(channel, 0)
+        if not pending:
+            return False
+        if pending == 1:
+            del self._unsubscribing[channel]
+        else:
+            self._unsubscribing[channel] = pending - 1
+        return True
 
     def _room_wanted(self, channel: bytes) -> bool:
         room = room_of(self._namespace, channel)
@@ -331,6 +370,8 @@ class Subscriber:
             if room is None:
                 raise ValueError("not a room channel")
             batch.append(Delivery(room, *unpack(message["data"])))
+        elif kind == "sunsubscribe" and self._own_unsubscribe(channel):
+            return
         elif kind == "sunsubscribe" and self._room_wanted(channel):
             # Redis ended it on its own: its slot moved (or was reassigned).
             # The cluster backend subscribes it again where it lives now.
