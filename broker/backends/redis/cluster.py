@@ -82,6 +82,8 @@ __all__ = ["RedisClusterBackend"]
 log = logging.getLogger("broker.redis")
 
 CLOSE_TIMEOUT = 2.0
+ROTATIONS_IN_FLIGHT = 32
+"""Epoch rotations sent at once after a failover."""
 _END = 2**62  # an offset past any: a read of the position alone
 
 
@@ -335,7 +337,6 @@ class RedisClusterBackend:
         return await self._seeds.topology()
 
     async def _apply(self, topology: Topology) -> None:
-        old = self._topology
         # The epochs seen before the change: the new master may deliver
         # messages of an epoch another node started since.
         seen = dict(self._epochs)
@@ -345,12 +346,33 @@ class RedisClusterBackend:
         # A shard whose master changed, or whose canary slot moved away, is
         # replaced: its rooms move to the shard that owns them now.
         shards: dict[str, Shard] = {}
+        made: list[Shard] = []
         for master in topology.masters():
             shard = self._shards.get(master.address)
             if shard is None or shard.master != master or not self._canary_owned(shard, topology):
                 shard = self._new_shard(master, topology)
                 shard.begin()
+                made.append(shard)
             shards[master.address] = shard
+        rooms = dict(self._rooms)
+        try:
+            await self._install(topology, shards, failed_over, seen)
+        except BaseException:
+            # Not installed: the next try makes its own shards, so these
+            # would run (and deliver) unseen; the rooms point back.
+            self._rooms = rooms
+            for shard in made:
+                self._spawn(shard.close(BackendUnavailable("topology change undone")), "redis-undo")
+            raise
+
+    async def _install(
+        self,
+        topology: Topology,
+        shards: dict[str, Shard],
+        failed_over: set[str],
+        seen: dict[str, str],
+    ) -> None:
+        old = self._topology
         gone = [
             shard for address, shard in self._shards.items() if shards.get(address) is not shard
         ]
@@ -448,17 +470,21 @@ class RedisClusterBackend:
         # the epoch this node saw before the failover is rotated: one that
         # another node started since is new already.
         assert self._history is not None
-        rotated = 0
-        for room in rooms:
-            epoch = seen.get(room)
-            if epoch is None:
-                continue  # nothing handed on in this room: nothing to reuse
-            try:
-                await self._history.rotate(room, epoch)
-            except BackendUnavailable as exc:
-                log.warning("room %s: epoch not rotated after the failover: %s", room, exc)
-                continue
-            rotated += 1
+        history = self._history
+        limit = asyncio.Semaphore(ROTATIONS_IN_FLIGHT)
+
+        async def rotate(room: str, epoch: str) -> bool:
+            async with limit:
+                try:
+                    await history.rotate(room, epoch)
+                except BackendUnavailable as exc:
+                    log.warning("room %s: epoch not rotated after the failover: %s", room, exc)
+                    return False
+                return True
+
+        # Concurrently (bounded): says to these slots wait until it is done.
+        done = await asyncio.gather(*(rotate(room, seen[room]) for room in rooms if room in seen))
+        rotated = sum(done)
         self.rotated_rooms += rotated
         log.warning("failover: %d of %d rooms start a new epoch", rotated, len(rooms))
 

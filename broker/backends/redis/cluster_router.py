@@ -127,8 +127,12 @@ class Router:
         self._stale()
         delay = RETRY_DELAY
         if isinstance(error, MovedError):
-            self._moved[slot] = f"{error.host}:{error.port}"
-            delay = 0.0
+            address = f"{error.host}:{error.port}"
+            self._moved[slot] = address
+            # At once only to a master this node has a shard for already:
+            # else the old one would answer MOVED again, in a tight loop,
+            # until the new topology is installed.
+            delay = 0.0 if self._at(address) is not None else RETRY_DELAY
         # ASK (the slot migrates), TRYAGAIN, CLUSTERDOWN, or a master that
         # could not be reached: the same command later, in order with the
         # slot's others. (An ASK is not followed to the importing master:
