@@ -5,11 +5,13 @@ list, both Redis options at once)."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 
 import pytest
 
+from broker.bench.redis_cluster import cluster_port
 from tests.integration.test_startup_errors import assert_one_line, serve
 from tests.support.processes import RedisServer, free_port
 
@@ -20,7 +22,9 @@ pytestmark = pytest.mark.redis
 def half_cluster() -> Iterator[RedisServer]:
     """A one-node cluster that serves slots 0 to 8000 only."""
     workdir = tempfile.mkdtemp(prefix="roomcast-half-cluster-")
+    # A cluster node also listens on port + 10000: that one must be free too.
     server = RedisServer(
+        port=cluster_port(),
         extra_args=(
             "--cluster-enabled", "yes",
             "--cluster-config-file", f"{workdir}/nodes.conf",
@@ -30,6 +34,7 @@ def half_cluster() -> Iterator[RedisServer]:
     server.cli("cluster", "addslotsrange", "0", "8000")
     yield server
     server.kill()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_a_seed_that_is_not_a_cluster_node_is_one_line(redis_server: RedisServer) -> None:

@@ -77,7 +77,11 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_for_port(self.port)
+        try:
+            wait_for_port(self.port)
+        except BaseException:
+            self.kill()  # reaped, not left to warn at garbage collection
+            raise
         return self
 
     def kill(self) -> None:

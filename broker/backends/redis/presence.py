@@ -134,6 +134,11 @@ class Presence:
                 # The heartbeat must outlive anything unforeseen: without it
                 # the other nodes reap this one's live sessions.
                 log.exception("presence round failed")
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Cancelled inside a Redis call that turned the cancellation
+                # into a connection error: stop all the same.
+                raise asyncio.CancelledError
             await asyncio.sleep(period)
 
     async def withdraw(self) -> None:
