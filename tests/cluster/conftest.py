@@ -11,6 +11,7 @@ namespace.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from broker.backends.redis.cluster_topology import slot_of
 from broker.backends.redis.envelope import RoomKeys
 from broker.bench.redis_cluster import LocalRedisCluster
 from tests.backends.conftest import Peer
+from tests.support.wire import WireClient
 
 # Rooms of the shards that stay up keep working while a shard is down (by
 # default a cluster with uncovered slots refuses every command).
@@ -102,3 +104,28 @@ async def cluster_peers(namespace: str) -> AsyncIterator[ClusterPeers]:
     yield start
     for peer in started:
         await peer.backend.close()
+
+
+class SteadySpeaker:
+    """A member that says ``count`` messages (bodies 0, 1, ...) in ``room``
+    at a steady pace in the background, keeping every reply in order."""
+
+    def __init__(self, speaker: WireClient, room: str, count: int, pace: float) -> None:
+        self.replies: list[dict[str, Any]] = []
+        self._task = asyncio.create_task(self._speak(speaker, room, count, pace))
+
+    async def _speak(self, speaker: WireClient, room: str, count: int, pace: float) -> None:
+        for i in range(count):
+            self.replies.append(await speaker.request("say", room=room, body=i, timeout=15))
+            # A steady rate, not synchronisation.
+            await asyncio.sleep(pace)
+
+    async def said(self, count: int) -> None:
+        """Wait until ``count`` says were answered."""
+        while len(self.replies) < count and not self._task.done():
+            await asyncio.sleep(0.02)
+
+    async def done(self) -> list[dict[str, Any]]:
+        """Wait for the last reply; every reply, in order."""
+        await self._task
+        return self.replies

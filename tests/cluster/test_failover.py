@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from broker.bench.redis_cluster import LocalRedisCluster
-from tests.cluster.conftest import room_slot, rooms_per_master
+from tests.cluster.conftest import SteadySpeaker, room_slot, rooms_per_master
 from tests.conftest import BrokerFactory, ClientFactory
 from tests.reliability.observe import eventually
 from tests.support.processes import BrokerProcess
@@ -70,19 +70,11 @@ async def test_a_killed_master_loses_only_unreplicated_messages_and_never_silent
     await listener.join(room)
     await speaker.join(room)
     await listener.expect("joined", session=speaker.session)
-    replies: list[dict[str, Any]] = []
-
-    async def speak() -> None:
-        for i in range(SAYS):
-            replies.append(await speaker.request("say", room=room, body=i, timeout=15))
-            await asyncio.sleep(PACE)
-
-    speaking = asyncio.create_task(speak())
-    while len(replies) < SAYS // 4:
-        await asyncio.sleep(PACE)
+    speaking = SteadySpeaker(speaker, room, SAYS, PACE)
+    await speaking.said(SAYS // 4)
     await asyncio.to_thread(fresh_cluster.kill, master)
     await asyncio.to_thread(fresh_cluster.wait_for_new_master, slot, master)
-    await speaking
+    replies = await speaking.done()
     got = await messages_until_silence(listener)
 
     # Answers are honest: ok, or unavailable (nothing published), or

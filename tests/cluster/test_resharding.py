@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from broker.bench.redis_cluster import LocalRedisCluster
-from tests.cluster.conftest import room_slot, rooms_per_master
+from tests.cluster.conftest import SteadySpeaker, room_slot, rooms_per_master
 from tests.conftest import BrokerFactory, ClientFactory
 from tests.support.wire import WireClient
 
@@ -76,18 +76,10 @@ async def test_members_keep_receiving_everything_while_their_room_slot_moves(
     await listener.join(room)
     await speaker.join(room)
     await listener.expect("joined", session=speaker.session)
-    replies: list[dict[str, Any]] = []
-
-    async def speak() -> None:
-        for i in range(SAYS):
-            replies.append(await speaker.request("say", room=room, body=i, timeout=15))
-            await asyncio.sleep(PACE)
-
-    speaking = asyncio.create_task(speak())
-    while len(replies) < SAYS // 4:
-        await asyncio.sleep(PACE)
+    speaking = SteadySpeaker(speaker, room, SAYS, PACE)
+    await speaking.said(SAYS // 4)
     await asyncio.to_thread(move_slot, fresh_cluster, slot, source, target)
-    await speaking
+    replies = await speaking.done()
     got = await messages(listener, SAYS)
 
     assert fresh_cluster.master_of_slot(slot) == target
